@@ -1,0 +1,120 @@
+"""The ``skingen`` command: argument parsing only; every subcommand calls one library function."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from . import __version__
+from .errors import UserError
+
+
+def _cmd_phantom(a: argparse.Namespace) -> None:
+    from .data.phantom import make_phantom
+
+    out = make_phantom(a.out, a.n, size=a.size, seed=a.seed, workers=a.workers)
+    print(f"phantom: {a.n} images in HAM10000 layout -> {out} (ground truth in {out / 'ground_truth'})")
+
+
+def _cmd_ingest(a: argparse.Namespace) -> None:
+    from .data.ingest import ingest, summary_lines
+
+    out, report, records = ingest(a.roots, a.out, source=a.source, modality=a.milk10k_modality,
+                                  verify=not a.no_verify, workers=a.workers)
+    print("\n".join(summary_lines(records, report, out)))
+
+
+def _cmd_split(a: argparse.Namespace) -> None:
+    from .data.split import SplitConfig, lesion_overlap, make_split, split_table
+
+    cfg = SplitConfig(val=a.val, test=a.test, seed=a.seed, dedup=a.dedup, dedup_distance=a.dedup_distance)
+    out, rows = make_split(a.manifest, a.out, cfg)
+    print("\n".join(split_table(rows)))
+    print(f"lesions in more than one split: {len(lesion_overlap(rows))}")
+    print(f"split (seed {a.seed}) -> {out} (settings in {out.with_suffix('.json')})")
+
+
+def _cmd_pack(a: argparse.Namespace) -> None:
+    from .data.pack import pack
+
+    shards = pack(a.split, a.out, a.size, pipeline=a.pipeline, workers=a.workers)
+    print("shards: " + ", ".join(f"{k}={v}" for k, v in shards.items()))
+    print(f"quarantine list: {Path(a.out) / 'quarantine.csv'}")
+
+
+def _add_data(sub: argparse._SubParsersAction) -> None:
+    data = sub.add_parser("data", help="phantom dataset, ingest, split, pack").add_subparsers(dest="data_cmd", required=True)
+    workers = dict(type=int, default=min(2, os.cpu_count() or 1), help="worker processes (default: %(default)s)")
+
+    p = data.add_parser("phantom", help="write a procedural phantom dataset in HAM10000 layout")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--n", type=int, required=True, help="number of images")
+    p.add_argument("--size", type=int, default=256, help="short side in px; images are 4:3 like HAM10000")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", **workers)
+    p.set_defaults(fn=_cmd_phantom)
+
+    p = data.add_parser("ingest", help="read HAM10000 / MILK10k / ISIC / folder data into manifest.csv")
+    p.add_argument("roots", nargs="+", metavar="ROOT", help="extracted dataset folder(s)")
+    p.add_argument("--out", required=True, help="manifest.csv to write (quarantine.csv goes beside it)")
+    p.add_argument("--source", default="auto", help="auto|ham10000|milk10k|isic2019|folder (default auto)")
+    p.add_argument("--milk10k-modality", default="dermoscopic", help="dermoscopic|clinical|all")
+    p.add_argument("--no-verify", action="store_true", help="skip decoding every image")
+    p.add_argument("--workers", **workers)
+    p.set_defaults(fn=_cmd_ingest)
+
+    p = data.add_parser("split", help="lesion-grouped stratified train/val/test split")
+    p.add_argument("manifest")
+    p.add_argument("--out", required=True, help="split.csv to write")
+    p.add_argument("--val", type=float, default=0.15)
+    p.add_argument("--test", type=float, default=0.15)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dedup", action="store_true", help="merge perceptual-hash near-duplicates first")
+    p.add_argument("--dedup-distance", type=int, default=6, help="max pHash Hamming distance")
+    p.set_defaults(fn=_cmd_split)
+
+    p = data.add_parser("pack", help="preprocess a split into HDF5 shards")
+    p.add_argument("split")
+    p.add_argument("--out", required=True, help="shard folder")
+    p.add_argument("--size", type=int, required=True, help="square image size in px")
+    p.add_argument("--pipeline", default="basic", help="preprocessing preset (default basic)")
+    p.add_argument("--workers", **workers)
+    p.set_defaults(fn=_cmd_pack)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser."""
+    parser = argparse.ArgumentParser(prog="skingen", description="SkinGenBench: synthetic data for dermoscopy classifiers")
+    parser.add_argument("--version", action="version", version=f"skingen {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    _add_data(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: exit 0 on success, 2 on bad input (one line), 1 on an internal error."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        args.fn(args)
+    except UserError as exc:
+        print(f"skingen: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("skingen: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - one line for users; SKINGEN_DEBUG=1 shows the traceback
+        if os.environ.get("SKINGEN_DEBUG"):
+            raise
+        print(f"skingen: internal error: {type(exc).__name__}: {exc} (set SKINGEN_DEBUG=1 for the traceback)",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

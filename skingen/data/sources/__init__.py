@@ -1,0 +1,1 @@
+"""Readers for each dataset layout; each returns records and fills an IngestReport."""

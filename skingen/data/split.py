@@ -1,0 +1,148 @@
+"""Lesion-grouped, class-stratified train/val/test split, persisted with its seed."""
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..atomic import write_csv, write_json
+from ..errors import UserError
+from .classes import CLASS_INDEX, CLASS_NAMES
+from .dedup import hash_files, near_pairs
+from .tables import read_table
+
+SPLITS = ("train", "val", "test")
+SPLIT_COLUMNS = ("image_id", "lesion_id", "label", "split", "group_id", "source", "path")
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """Fractions of lesion groups per class for val and test, the seed, and dedup options."""
+
+    val: float = 0.15
+    test: float = 0.15
+    seed: int = 0
+    dedup: bool = False
+    dedup_distance: int = 6
+
+
+def read_manifest(path: Path) -> list[dict]:
+    """Rows of a manifest.csv, checked: known labels, unique image ids."""
+    if not path.is_file():
+        raise UserError(f"{path}: no such manifest; run 'skingen data ingest' first")
+    _, rows = read_table(path, ("image_id", "lesion_id", "label", "path"))
+    seen = set()
+    for i, row in enumerate(rows, start=2):
+        if row["label"] not in CLASS_INDEX:
+            raise UserError(f"{path} line {i}: label {row['label']!r} is not one of {', '.join(CLASS_NAMES)}; "
+                            "re-run 'skingen data ingest'")
+        if row["image_id"] in seen:
+            raise UserError(f"{path} line {i}: image id {row['image_id']} appears twice; re-run 'skingen data ingest'")
+        seen.add(row["image_id"])
+    return rows
+
+
+class _UnionFind:
+    def __init__(self) -> None:
+        self.parent: dict[str, str] = {}
+
+    def find(self, x: str) -> str:
+        self.parent.setdefault(x, x)
+        while self.parent[x] != x:
+            self.parent[x] = self.parent[self.parent[x]]
+            x = self.parent[x]
+        return x
+
+    def union(self, a: str, b: str) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)
+
+
+def group_rows(rows: list[dict], cfg: SplitConfig) -> tuple[dict[str, str], list[dict]]:
+    """image_id -> group id (lesion, merged with near-duplicates when asked); and the merged pairs."""
+    uf = _UnionFind()
+    for row in rows:
+        uf.find(row["lesion_id"])
+    merged = []
+    if cfg.dedup:
+        hashes = hash_files([r["path"] for r in rows])
+        for i, j, d in near_pairs(hashes, cfg.dedup_distance):
+            a, b = rows[i], rows[j]
+            if uf.find(a["lesion_id"]) != uf.find(b["lesion_id"]):
+                merged.append({"image_a": a["image_id"], "lesion_a": a["lesion_id"], "image_b": b["image_id"],
+                               "lesion_b": b["lesion_id"], "hamming": d})
+            uf.union(a["lesion_id"], b["lesion_id"])
+    return {r["image_id"]: uf.find(r["lesion_id"]) for r in rows}, merged
+
+
+def assign_groups(rows: list[dict], groups: dict[str, str], cfg: SplitConfig, source: Path) -> dict[str, str]:
+    """group id -> split, stratified by each group's majority class, deterministic for the seed."""
+    votes: dict[str, Counter] = {}
+    for row in rows:
+        votes.setdefault(groups[row["image_id"]], Counter())[row["label"]] += 1
+    by_class: dict[str, list[str]] = {c: [] for c in CLASS_NAMES}
+    for gid, vote in votes.items():
+        by_class[min(vote, key=lambda c: (-vote[c], CLASS_INDEX[c]))].append(gid)
+    rng = np.random.default_rng(cfg.seed)
+    assignment = {}
+    for cls in CLASS_NAMES:
+        gids = sorted(by_class[cls])
+        need = 1 + (cfg.val > 0) + (cfg.test > 0)
+        if len(gids) < need:
+            raise UserError(f"{source}: class {cls} has {len(gids)} lesion group(s), need at least {need} "
+                            "to put one in every split; add images of that class")
+        gids = [gids[i] for i in rng.permutation(len(gids))]
+        n_test = max(int(cfg.test > 0), int(round(len(gids) * cfg.test)))
+        n_val = max(int(cfg.val > 0), int(round(len(gids) * cfg.val)))
+        for k, gid in enumerate(gids):
+            assignment[gid] = "test" if k < n_test else "val" if k < n_test + n_val else "train"
+    return assignment
+
+
+def make_split(manifest: str | os.PathLike, out: str | os.PathLike, cfg: SplitConfig) -> tuple[Path, list[dict]]:
+    """Split a manifest by lesion group; write split.csv, split.json and (with dedup) the merged pairs."""
+    manifest, out = Path(manifest), Path(out)
+    if not (0 <= cfg.val < 1 and 0 <= cfg.test < 1 and cfg.val + cfg.test < 1):
+        raise UserError(f"--val {cfg.val} and --test {cfg.test} must be in [0, 1) and sum to less than 1")
+    rows = read_manifest(manifest)
+    groups, merged = group_rows(rows, cfg)
+    assignment = assign_groups(rows, groups, cfg, manifest)
+    out_rows = [{**r, "split": assignment[groups[r["image_id"]]], "group_id": groups[r["image_id"]]} for r in rows]
+    write_csv(out, SPLIT_COLUMNS, out_rows)
+    if cfg.dedup:
+        write_csv(out.with_name(out.stem + "_dedup_pairs.csv"),
+                  ("image_a", "lesion_a", "image_b", "lesion_b", "hamming"), merged)
+    write_json(out.with_suffix(".json"), {
+        "seed": cfg.seed, "val": cfg.val, "test": cfg.test, "dedup": cfg.dedup,
+        "dedup_distance": cfg.dedup_distance, "merged_pairs": len(merged),
+        "manifest": str(manifest.resolve()), "manifest_sha256": hashlib.sha256(manifest.read_bytes()).hexdigest(),
+        "counts": {s: dict(Counter(r["label"] for r in out_rows if r["split"] == s)) for s in SPLITS},
+    })
+    return out, out_rows
+
+
+def lesion_overlap(rows: list[dict], key: str = "lesion_id") -> dict[str, set[str]]:
+    """Lesions (or groups) that appear in more than one split -> their splits. Must be empty."""
+    where: dict[str, set[str]] = {}
+    for row in rows:
+        where.setdefault(row[key], set()).add(row["split"])
+    return {k: v for k, v in where.items() if len(v) > 1}
+
+
+def split_table(rows: list[dict]) -> list[str]:
+    """Per split x class table of images (lesions in brackets)."""
+    lines = [f"{'split':<6} " + " ".join(f"{c:>12}" for c in CLASS_NAMES) + f" {'total':>12}"]
+    for s in SPLITS:
+        sub = [r for r in rows if r["split"] == s]
+        cells = []
+        for c in CLASS_NAMES:
+            cls_rows = [r for r in sub if r["label"] == c]
+            cells.append(f"{len(cls_rows)} ({len({r['lesion_id'] for r in cls_rows})})")
+        total = f"{len(sub)} ({len({r['lesion_id'] for r in sub})})"
+        lines.append(f"{s:<6} " + " ".join(f"{v:>12}" for v in cells) + f" {total:>12}")
+    return lines

@@ -38,7 +38,7 @@ def _decode_pil(path: Path) -> Image.Image:
         raise BadImage("not a readable image (corrupt or unknown format)") from None
     except OSError as exc:
         msg = str(exc)
-        if "truncated" in msg:
+        if "truncated" in msg.lower():
             raise BadImage("truncated image file") from None
         raise BadImage(f"corrupt image: {msg}") from None
     except (SyntaxError, ValueError) as exc:

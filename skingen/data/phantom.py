@@ -68,7 +68,8 @@ def plan_lesions(n: int, seed: int, repeat_rate: float = 0.25) -> list[LesionPla
     for label, count in class_counts(n).items():
         left = count
         while left > 0:
-            k = int(rng.integers(2, 5)) if rng.random() < repeat_rate else 1
+            repeat = rng.random() < repeat_rate and count > 10  # rare classes: one image per lesion
+            k = int(rng.integers(2, 5)) if repeat else 1
             k = min(k, left)
             plans.append((label, k))
             left -= k
@@ -123,7 +124,8 @@ def render_plan(plan: LesionPlan, short_side: int, out: Path, rates: dict[str, f
 
 def _write_image(path: Path, arr: np.ndarray, params: list[int] | None = None, gray: bool = False) -> None:
     data = arr if gray else cv2.cvtColor(arr, cv2.COLOR_RGB2BGR)
-    ok, buf = cv2.imencode(path.suffix, data, params or [])
+    params = params or [cv2.IMWRITE_PNG_COMPRESSION, 1]  # ground truth: lossless, fast
+    ok, buf = cv2.imencode(path.suffix, data, params)
     if not ok:
         raise OSError(f"could not encode {path}")
     with atomic_path(path) as tmp:
@@ -131,6 +133,7 @@ def _write_image(path: Path, arr: np.ndarray, params: list[int] | None = None, g
 
 
 def _render_star(args) -> list[dict]:
+    cv2.setNumThreads(1)  # one process per core; cv2's own threads would only contend
     return render_plan(*args)
 
 

@@ -1,6 +1,7 @@
 """HDF5 shards (DESIGN contract): atomic single-writer files, lazy per-worker readers, a torch Dataset.
 
-Schema: ``images`` uint8 (N, H, W, 3), one chunk per image, lzf (lossless); ``labels`` int64;
+Schema: ``images`` uint8 (N, H, W, 3), one chunk per image, uncompressed by default (fastest
+reads; ``compression="lzf"`` is the lossless space saver); ``labels`` int64;
 ``image_id``, ``lesion_id``, ``source`` UTF-8 strings; attrs ``class_names``, ``pipeline``,
 ``pipeline_params`` (JSON), ``image_size``, ``skingen_version`` and any extra provenance.
 """
@@ -28,7 +29,8 @@ class ShardWriter:
     """
 
     def __init__(self, path: str | os.PathLike, image_size: int, pipeline: str = "basic",
-                 pipeline_params: dict | None = None, attrs: dict | None = None, capacity: int = 0):
+                 pipeline_params: dict | None = None, attrs: dict | None = None, capacity: int = 0,
+                 compression: str | None = None):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.lock = self.path.with_name(self.path.name + ".lock")
@@ -46,7 +48,7 @@ class ShardWriter:
         cap = max(capacity, 1)
         self.images = self.h5.create_dataset("images", (cap, image_size, image_size, 3), np.uint8,
                                              maxshape=(None, image_size, image_size, 3),
-                                             chunks=(1, image_size, image_size, 3), compression="lzf")
+                                             chunks=(1, image_size, image_size, 3), compression=compression)
         self.labels = self.h5.create_dataset("labels", (cap,), np.int64, maxshape=(None,))
         self.ids = {k: self.h5.create_dataset(k, (cap,), STR, maxshape=(None,))
                     for k in ("image_id", "lesion_id", "source")}
@@ -109,6 +111,7 @@ class ShardReader:
         if not self.path.is_file():
             raise UserError(f"{self.path}: no such shard; run 'skingen data pack' first")
         self._h5: h5py.File | None = None
+        self._images: h5py.Dataset | None = None
         self._pid = None
         with h5py.File(self.path, "r") as h5:
             if "images" not in h5 or "labels" not in h5:
@@ -118,30 +121,31 @@ class ShardReader:
             self.image_ids = [s.decode() if isinstance(s, bytes) else s for s in h5["image_id"][:]]
             self.lesion_ids = [s.decode() if isinstance(s, bytes) else s for s in h5["lesion_id"][:]]
 
-    def _file(self) -> h5py.File:
-        if self._h5 is None or self._pid != os.getpid():
+    def _dataset(self) -> h5py.Dataset:
+        # Opened on first use in each process (DataLoader workers fork after construction).
+        if self._images is None or self._pid != os.getpid():
             self._h5 = h5py.File(self.path, "r")
+            self._images = self._h5["images"]
             self._pid = os.getpid()
-        return self._h5
+        return self._images
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def image(self, i: int) -> np.ndarray:
         """The i-th image, (H, W, 3) uint8."""
-        return self._file()["images"][i]
+        return self._dataset()[i]
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
-        state["_h5"] = None
-        state["_pid"] = None
+        state["_h5"] = state["_images"] = state["_pid"] = None
         return state
 
     def close(self) -> None:
         """Close the handle of this process, if open."""
         if self._h5 is not None:
             self._h5.close()
-            self._h5 = None
+        self._h5 = self._images = None
 
 
 def _torch_dataset_base():
@@ -151,7 +155,7 @@ def _torch_dataset_base():
 
 
 class ShardDataset(_torch_dataset_base()):
-    """A torch Dataset over one or more shards: items are (uint8 CHW tensor or transform(HWC array), label)."""
+    """A torch Dataset over one or more shards: items are (uint8 CHW tensor, or transform(HWC array), label)."""
 
     def __init__(self, paths: Sequence[str | os.PathLike], transform: Callable | None = None):
         self.readers = [ShardReader(p) for p in paths]
@@ -176,4 +180,4 @@ class ShardDataset(_torch_dataset_base()):
         label = int(self.readers[k].labels[index - int(self.offsets[k])])
         if self.transform is not None:
             return self.transform(image), label
-        return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))), label
+        return torch.from_numpy(image).permute(2, 0, 1), label  # CHW view; collate makes it contiguous

@@ -34,11 +34,12 @@ def read(root: Path, report: IngestReport, **_: object) -> list[Record]:
     if meta is None:
         raise UserError(f"{root}: no HAM10000_metadata(.csv|.tab) found; point ROOT at the extracted download")
     _, table = read_table(meta, REQUIRED)
+    listed = {r["image_id"].upper() for r in table}
     table = quarantine_malformed(table, report, SOURCE, "image_id")
     rows = [Row(r["image_id"], r["lesion_id"], r["dx"], {k: r[k] for k in KEPT if k in r}) for r in table]
     index = index_images(root)
     if index.copies:
         report.notes.append(f"{SOURCE}: {index.copies} duplicate image file(s) (e.g. Kaggle's second copy) ignored")
     records = rows_to_records(rows, index, report, SOURCE)
-    report_unlisted(index, report, SOURCE, {r.image_id.upper() for r in rows})
+    report_unlisted(index, report, SOURCE, listed)
     return records

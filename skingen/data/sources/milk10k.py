@@ -58,11 +58,11 @@ def read(root: Path, report: IngestReport, modality: str = "dermoscopic", **_: o
     gt_path, meta_path = files
     labels = _lesion_labels(gt_path, report)
     _, meta = read_table(meta_path, ("isic_id", "lesion_id", "image_type"))
+    listed = {r["isic_id"].upper() for r in meta}
     meta = quarantine_malformed(meta, report, SOURCE, "isic_id")
     keep = MODALITIES[modality]
-    rows, listed = [], set()
+    rows = []
     for r in meta:
-        listed.add(r["isic_id"].upper())
         if r["image_type"] not in keep:
             report.filtered[(SOURCE, f"image_type {r['image_type']!r}")] += 1
             continue

@@ -1,0 +1,34 @@
+"""Shared fixtures: offline hub, a small phantom dataset, and an in-process CLI runner."""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import pytest  # noqa: E402
+
+from skingen.cli import main  # noqa: E402
+from skingen.data.phantom import make_phantom  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def phantom_dir(tmp_path_factory):
+    """120 phantom images (64 px short side), seed 7; shared read-only by the whole session."""
+    return make_phantom(tmp_path_factory.mktemp("phantom"), 120, size=64, seed=7)
+
+
+class CliResult:
+    def __init__(self, code: int, out: str, err: str):
+        self.code, self.out, self.err = code, out, err
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run ``skingen ARGS`` in process; returns exit code, stdout and stderr."""
+
+    def run(*args: str) -> CliResult:
+        code = main([str(a) for a in args])
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run

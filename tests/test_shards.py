@@ -84,7 +84,8 @@ def test_dataset_over_shards_with_worker_processes(tmp_path):
     x, y = ds[8]
     assert x.shape == (3, 16, 16) and x.dtype == torch.uint8 and y == 1
     assert torch.equal(x, torch.from_numpy(b[1].transpose(2, 0, 1)))
-    loader = torch.utils.data.DataLoader(ds, batch_size=4, num_workers=2)
+    # forkserver workers receive the dataset pickled: proves the readers reopen lazily per process
+    loader = torch.utils.data.DataLoader(ds, batch_size=4, num_workers=2, multiprocessing_context="forkserver")
     batches = list(loader)
     got = torch.cat([bx for bx, _ in batches]).permute(0, 2, 3, 1).numpy()
     assert np.array_equal(got, np.concatenate([a, b]))

@@ -4,7 +4,6 @@ from __future__ import annotations
 import logging
 import os
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Callable
 
@@ -12,6 +11,7 @@ from tqdm import tqdm
 
 from ..atomic import write_csv
 from ..errors import BadImage, UserError
+from ..parallel import process_pool
 from .classes import CLASS_NAMES
 from .images import image_note, load_rgb
 from .records import IngestReport, Record
@@ -57,7 +57,7 @@ def verify_images(records: list[Record], report: IngestReport, workers: int) -> 
     """Decode every image once; quarantine unusable ones, note the converted ones."""
     paths = [str(r.path) for r in records]
     if workers > 1 and len(paths) > 64:
-        with ProcessPoolExecutor(workers) as pool:
+        with process_pool(workers) as pool:
             results = list(tqdm(pool.map(_verify_one, paths, chunksize=32), total=len(paths),
                                 desc="verify images", unit="img", disable=None))
     else:

@@ -4,7 +4,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +11,8 @@ from tqdm import tqdm
 
 from ..atomic import write_csv, write_json
 from ..errors import BadImage, UserError
-from ..preprocess import get_pipeline
+from ..parallel import process_pool
+from ..preprocess import Pipeline, get_pipeline
 from .classes import CLASS_INDEX
 from .images import load_rgb
 from .shards import ShardWriter
@@ -22,19 +22,19 @@ from .tables import read_table
 log = logging.getLogger(__name__)
 
 
-def _prepare(args: tuple[str, str, int]) -> tuple[np.ndarray | None, str]:
+def _prepare(args: tuple[str, Pipeline, int]) -> tuple[np.ndarray | None, str]:
     path, pipeline, size = args
     try:
-        return get_pipeline(pipeline)(load_rgb(path), size), ""
+        return pipeline(load_rgb(path), size), ""
     except BadImage as exc:
         return None, str(exc)
 
 
-def _images(rows: list[dict], pipeline: str, size: int, workers: int, desc: str):
+def _images(rows: list[dict], pipeline: Pipeline, size: int, workers: int, desc: str):
     jobs = [(r["path"], pipeline, size) for r in rows]
     bar = tqdm(total=len(jobs), desc=desc, unit="img", disable=None)
     if workers > 1 and len(jobs) > 32:
-        with ProcessPoolExecutor(workers) as pool:
+        with process_pool(workers) as pool:
             for res in pool.map(_prepare, jobs, chunksize=16):
                 bar.update()
                 yield res
@@ -57,7 +57,7 @@ def read_split(path: Path) -> list[dict]:
     return rows
 
 
-def pack(split_csv: str | os.PathLike, out: str | os.PathLike, size: int, pipeline: str = "basic",
+def pack(split_csv: str | os.PathLike, out: str | os.PathLike, size: int, pipeline: str | os.PathLike = "basic",
          workers: int = 1) -> dict[str, Path]:
     """Write one shard per split; unreadable images go to ``out/quarantine.csv``. Returns the shards."""
     split_csv, out = Path(split_csv), Path(out)
@@ -71,7 +71,7 @@ def pack(split_csv: str | os.PathLike, out: str | os.PathLike, size: int, pipeli
         sub = [r for r in rows if r["split"] == split]
         attrs = {"split": split, "split_sha256": split_hash, "split_file": str(split_csv.resolve())}
         with ShardWriter(out / f"{split}.h5", size, pipe.name, pipe.record(), attrs, capacity=len(sub)) as w:
-            for row, (image, reason) in zip(sub, _images(sub, pipe.name, size, workers, f"pack {split}")):
+            for row, (image, reason) in zip(sub, _images(sub, pipe, size, workers, f"pack {split}")):
                 if image is None:
                     quarantine.append({"source": row.get("source", ""), "image_id": row["image_id"],
                                        "path": row["path"], "reason": reason})

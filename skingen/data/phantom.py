@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from tqdm import tqdm
 
 from ..atomic import atomic_path, write_csv, write_json
 from ..errors import UserError
+from ..parallel import process_pool
 from .phantom_artifacts import DEFAULT_RATES, MASK_BITS, apply_artifacts
 from .phantom_lesion import Pose, draw_skin_tone, place_lesion, render_lesion, skin_background
 
@@ -133,7 +133,6 @@ def _write_image(path: Path, arr: np.ndarray, params: list[int] | None = None, g
 
 
 def _render_star(args) -> list[dict]:
-    cv2.setNumThreads(1)  # one process per core; cv2's own threads would only contend
     return render_plan(*args)
 
 
@@ -153,7 +152,7 @@ def make_phantom(out: str | os.PathLike, n: int, size: int = 256, seed: int = 0,
     rows: list[dict] = []
     bar = tqdm(total=n, desc="phantom images", unit="img", disable=None)
     if workers > 1:
-        with ProcessPoolExecutor(workers) as pool:
+        with process_pool(workers) as pool:
             for res in pool.map(_render_star, jobs, chunksize=4):
                 rows.extend(res)
                 bar.update(len(res))

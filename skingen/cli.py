@@ -44,6 +44,28 @@ def _cmd_pack(a: argparse.Namespace) -> None:
     print(f"quarantine list: {Path(a.out) / 'quarantine.csv'}")
 
 
+def _cmd_preprocess_eval(a: argparse.Namespace) -> None:
+    from .preprocess.evaluate import evaluate
+
+    out = Path(a.out or Path(a.phantom) / "preprocess_eval")
+    report = evaluate(a.phantom, a.pipeline or ["basic", "advanced"], out, limit=a.limit)
+    for name, res in report["pipelines"].items():
+        regions = ", ".join(f"{k} PSNR {v['psnr']} SSIM {v['ssim']}" for k, v in res["regions"].items())
+        print(f"{name}: hair IoU {res['hair_iou']}, {res['images_per_s']} img/s; {regions}")
+    print(f"preprocess eval of {report['n_images']} images -> {out}/preprocess_eval.{{json,csv}}, "
+          f"{out}/preprocess_panel.png")
+
+
+def _add_preprocess(sub: argparse._SubParsersAction) -> None:
+    pre = sub.add_parser("preprocess", help="preprocessing pipelines").add_subparsers(dest="pre_cmd", required=True)
+    p = pre.add_parser("eval", help="score pipelines against the phantom's ground truth")
+    p.add_argument("phantom", metavar="PHANTOM_DIR")
+    p.add_argument("--pipeline", action="append", help="basic|advanced|PRESET.toml (repeat; default basic and advanced)")
+    p.add_argument("--out", help="output folder (default PHANTOM_DIR/preprocess_eval)")
+    p.add_argument("--limit", type=int, default=0, help="score only the first N images")
+    p.set_defaults(fn=_cmd_preprocess_eval)
+
+
 def _add_data(sub: argparse._SubParsersAction) -> None:
     data = sub.add_parser("data", help="phantom dataset, ingest, split, pack").add_subparsers(dest="data_cmd", required=True)
     workers = dict(type=int, default=min(2, os.cpu_count() or 1), help="worker processes (default: %(default)s)")
@@ -79,7 +101,7 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     p.add_argument("split")
     p.add_argument("--out", required=True, help="shard folder")
     p.add_argument("--size", type=int, required=True, help="square image size in px")
-    p.add_argument("--pipeline", default="basic", help="preprocessing preset (default basic)")
+    p.add_argument("--pipeline", default="basic", help="basic|advanced|PRESET.toml (default basic)")
     p.add_argument("--workers", **workers)
     p.set_defaults(fn=_cmd_pack)
 
@@ -91,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="cmd", required=True)
     _add_data(sub)
+    _add_preprocess(sub)
     return parser
 
 

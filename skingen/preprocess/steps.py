@@ -123,6 +123,9 @@ def dark_corners(image: np.ndarray, threshold: int = 80, min_area_fraction: floa
     mask = dark_corner_mask(image, threshold, min_area_fraction, grow)
     if not mask.any():
         return image
+    if mask.mean() / 255 > 0.9:
+        raise ValueError(f"dark-corner mask covers {mask.mean() / 2.55:.0f}% of the image; "
+                         "is the image black or badly under-exposed?")
     if mode == "mask":
         out = image.copy()
         out[mask > 0] = np.median(image[mask == 0], axis=0).astype(np.uint8)

@@ -89,3 +89,23 @@ def milk_dataset(root: Path, lesions: list[tuple[str, str | None]], layout: str 
         table(root / "metadata.csv", ["isic_id", "lesion_id", "image_type", "attribution", "copyright_license",
                                       "image_manipulation", "age_approx", "sex"], bundle)
     return root
+
+
+def read_rows(path: Path) -> list[dict]:
+    """All rows of a CSV as dicts."""
+    with open(path) as fh:
+        return list(csv.DictReader(fh))
+
+
+def split_with_bad_path(cli, phantom_dir: Path, tmp_path: Path, bad_file: Path) -> tuple[Path, list[dict], dict]:
+    """Ingest + split the phantom, then point the first train row at ``bad_file``; returns (split.csv, rows, victim)."""
+    assert cli("data", "ingest", phantom_dir, "--out", tmp_path / "m.csv").code == 0
+    assert cli("data", "split", tmp_path / "m.csv", "--out", tmp_path / "s.csv").code == 0
+    rows = read_rows(tmp_path / "s.csv")
+    victim = next(r for r in rows if r["split"] == "train")
+    victim["path"] = str(bad_file)
+    with open(tmp_path / "s.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return tmp_path / "s.csv", rows, victim

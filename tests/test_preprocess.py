@@ -1,13 +1,13 @@
 """Preprocessing steps, presets (built-in and TOML), quarantine of failing images, phantom evaluation."""
 from __future__ import annotations
 
-import csv
 import json
 
 import cv2
 import numpy as np
 import pytest
 
+from builders import read_rows, split_with_bad_path
 from skingen.data.shards import ShardReader
 from skingen.errors import BadImage, UserError
 from skingen.preprocess import get_pipeline
@@ -126,23 +126,14 @@ def test_failing_step_names_itself():
 
 
 def test_pack_with_preset_records_params_and_quarantines_failures(cli, phantom_dir, tmp_path):
-    assert cli("data", "ingest", phantom_dir, "--out", tmp_path / "m.csv").code == 0
-    assert cli("data", "split", tmp_path / "m.csv", "--out", tmp_path / "s.csv").code == 0
-    with open(tmp_path / "s.csv") as fh:
-        rows = list(csv.DictReader(fh))
     black = tmp_path / "black.png"
     cv2.imwrite(str(black), np.zeros((48, 64, 3), np.uint8))
-    rows[0]["path"] = str(black)
-    with open(tmp_path / "s.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    res = cli("data", "pack", tmp_path / "s.csv", "--out", tmp_path / "sh", "--size", "32", "--pipeline", "advanced")
+    split, rows, victim = split_with_bad_path(cli, phantom_dir, tmp_path, black)
+    res = cli("data", "pack", split, "--out", tmp_path / "sh", "--size", "32", "--pipeline", "advanced")
     assert res.code == 0, res.err
-    with open(tmp_path / "sh" / "quarantine.csv") as fh:
-        q = list(csv.DictReader(fh))
-    assert len(q) == 1 and q[0]["image_id"] == rows[0]["image_id"] and "dark_corners" in q[0]["reason"]
-    shard = ShardReader(tmp_path / "sh" / f"{rows[1]['split']}.h5")
+    q = read_rows(tmp_path / "sh" / "quarantine.csv")
+    assert len(q) == 1 and q[0]["image_id"] == victim["image_id"] and "dark_corners" in q[0]["reason"]
+    shard = ShardReader(tmp_path / "sh" / "train.h5")
     assert shard.attrs["pipeline"] == "advanced"
     params = json.loads(shard.attrs["pipeline_params"])
     assert params["steps"][1] == {"step": "dullrazor", **step_defaults("dullrazor")}
@@ -167,8 +158,7 @@ def test_eval_on_phantom_advanced_beats_basic_and_reports_lesion_interior(cli, p
     assert adv["regions"]["vignette"]["psnr"] > basic["regions"]["vignette"]["psnr"] + 3
     for res_ in (basic, adv):
         assert res_["regions"]["lesion_interior"]["n_pixels"] > 0 and res_["images_per_s"] > 0
-    with open(tmp_path / "ev" / "preprocess_eval.csv") as fh:
-        table = list(csv.DictReader(fh))
+    table = read_rows(tmp_path / "ev" / "preprocess_eval.csv")
     assert {r["pipeline"] for r in table} == {"basic", "advanced"}
     panel = cv2.imread(str(tmp_path / "ev" / "preprocess_panel.png"))
     assert panel.shape[1] == 4 * 160 and panel.shape[0] % 160 == 0 and panel.shape[0] >= 3 * 160

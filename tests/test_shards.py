@@ -1,7 +1,6 @@
 """HDF5 shards: schema, atomic single writer, lazy picklable reader, torch Dataset, pack with quarantine."""
 from __future__ import annotations
 
-import csv
 import json
 import pickle
 
@@ -10,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from builders import read_rows, split_with_bad_path
 from skingen.data.classes import CLASS_NAMES
 from skingen.data.images import load_rgb
 from skingen.data.shards import ShardDataset, ShardReader, ShardWriter
@@ -92,23 +92,12 @@ def test_dataset_over_shards_with_worker_processes(tmp_path):
 
 
 def test_pack_roundtrip_and_quarantine(cli, phantom_dir, tmp_path):
-    assert cli("data", "ingest", phantom_dir, "--out", tmp_path / "m.csv").code == 0
-    assert cli("data", "split", tmp_path / "m.csv", "--out", tmp_path / "s.csv").code == 0
-    with open(tmp_path / "s.csv") as fh:
-        rows = list(csv.DictReader(fh))
-    victim = next(r for r in rows if r["split"] == "train")
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"")
-    victim_path = victim["path"]
-    victim["path"] = str(broken)
-    with open(tmp_path / "s.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    res = cli("data", "pack", tmp_path / "s.csv", "--out", tmp_path / "shards", "--size", "32", "--workers", "2")
+    split, rows, victim = split_with_bad_path(cli, phantom_dir, tmp_path, broken)
+    res = cli("data", "pack", split, "--out", tmp_path / "shards", "--size", "32", "--workers", "2")
     assert res.code == 0, res.err
-    with open(tmp_path / "shards" / "quarantine.csv") as fh:
-        q = list(csv.DictReader(fh))
+    q = read_rows(tmp_path / "shards" / "quarantine.csv")
     assert [(r["image_id"], r["reason"]) for r in q] == [(victim["image_id"], "zero-byte file")]
     readers = {s: ShardReader(tmp_path / "shards" / f"{s}.h5") for s in ("train", "val", "test")}
     assert sum(len(r) for r in readers.values()) == len(rows) - 1
@@ -117,7 +106,6 @@ def test_pack_roundtrip_and_quarantine(cli, phantom_dir, tmp_path):
     assert np.array_equal(readers["test"].image(k), square_resize(load_rgb(test_row["path"]), 32))
     assert readers["test"].lesion_ids[k] == test_row["lesion_id"]
     assert CLASS_NAMES[readers["test"].labels[k]] == test_row["label"]
-    assert victim_path  # the original file was fine; only the listed path was broken
     lesions = [set(r.lesion_ids) for r in readers.values()]
     assert not (lesions[0] & lesions[1] or lesions[0] & lesions[2] or lesions[1] & lesions[2])
 

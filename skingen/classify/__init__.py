@@ -1,0 +1,1 @@
+"""Classifiers: timm model factory, augmentation arms, Accelerate training loop, Grad-CAM."""

@@ -1,0 +1,1 @@
+"""Metrics: diagnostic (classifier) metrics with bootstrap intervals; generative metrics later."""

@@ -66,6 +66,67 @@ def _add_preprocess(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(fn=_cmd_preprocess_eval)
 
 
+def _cmd_classify_train(a: argparse.Namespace) -> int:
+    from .classify.arms import ArmConfig
+    from .classify.loop import Preempted
+    from .classify.train import TrainConfig, train_classifier
+    from .config import from_dict, load_toml
+
+    data = load_toml(a.config) if a.config else {}
+    train = from_dict(TrainConfig, {**data.get("train", {}), **_overrides(a, ("model", "epochs", "seed", "batch_size"))},
+                      f"{a.config or 'options'} [train]")
+    arm = from_dict(ArmConfig, {**data.get("arm", {}), **_overrides(a, ("arm", "dose", "synthetic_shard"), {"arm": "name"})},
+                    f"{a.config or 'options'} [arm]")
+    try:
+        summary = train_classifier(a.shards, a.out, train, arm)
+    except Preempted as exc:
+        print(f"skingen: preempted: {exc}; run the same command again to resume", file=sys.stderr)
+        return 3
+    print(f"trained {train.model} ({arm.name}) best val macro-F1 {summary['best_val_macro_f1']:.3f} at epoch "
+          f"{summary['best_epoch']}; predictions, curves, Grad-CAM in {a.out}")
+    return 0
+
+
+def _overrides(a: argparse.Namespace, names: tuple[str, ...], rename: dict | None = None) -> dict:
+    rename = rename or {}
+    return {rename.get(n, n): getattr(a, n) for n in names if getattr(a, n, None) is not None}
+
+
+def _cmd_classify_metrics(a: argparse.Namespace) -> None:
+    from .atomic import write_json
+    from .metrics.predictions import evaluate_predictions
+
+    res = evaluate_predictions(a.predictions, a.baseline, n_boot=a.n_boot, seed=a.seed)
+    out = Path(a.out or Path(a.predictions).with_name("metrics.json"))
+    write_json(out, res)
+    print(", ".join(f"{k} {res[k]:.3f} [{res[k + '_ci'][0]:.3f}, {res[k + '_ci'][1]:.3f}]"
+                    for k in ("macro_f1", "balanced_accuracy", "mel_f1", "roc_auc") if res[k + "_ci"][0] is not None))
+    print(f"metrics -> {out}")
+
+
+def _add_classify(sub: argparse._SubParsersAction) -> None:
+    cls = sub.add_parser("classify", help="train classifiers, score predictions").add_subparsers(dest="cls_cmd", required=True)
+    p = cls.add_parser("train", help="train one classifier cell on packed shards")
+    p.add_argument("shards", help="folder with train.h5, val.h5, test.h5")
+    p.add_argument("--out", required=True)
+    p.add_argument("--config", help="TOML with [train] and [arm] tables")
+    p.add_argument("--model", help="resnet18|resnet50|vit_b16|efficientnet_b0|vgg16")
+    p.add_argument("--arm", help="real|gta|oversample|class_weighted|synthetic|synthetic_only")
+    p.add_argument("--dose", type=float)
+    p.add_argument("--synthetic-shard", dest="synthetic_shard")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", dest="batch_size", type=int)
+    p.add_argument("--seed", type=int)
+    p.set_defaults(fn=_cmd_classify_train)
+    p = cls.add_parser("metrics", help="metrics.json with lesion-bootstrap CIs (and paired deltas)")
+    p.add_argument("predictions")
+    p.add_argument("--baseline", help="predictions.csv of the real-only arm, for paired deltas")
+    p.add_argument("--out", help="default: metrics.json beside the predictions")
+    p.add_argument("--n-boot", dest="n_boot", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(fn=_cmd_classify_metrics)
+
+
 def _add_data(sub: argparse._SubParsersAction) -> None:
     data = sub.add_parser("data", help="phantom dataset, ingest, split, pack").add_subparsers(dest="data_cmd", required=True)
     workers = dict(type=int, default=min(2, os.cpu_count() or 1), help="worker processes (default: %(default)s)")
@@ -114,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="cmd", required=True)
     _add_data(sub)
     _add_preprocess(sub)
+    _add_classify(sub)
     return parser
 
 
@@ -123,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
-        args.fn(args)
+        code = args.fn(args)
     except UserError as exc:
         print(f"skingen: error: {exc}", file=sys.stderr)
         return 2
@@ -136,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"skingen: internal error: {type(exc).__name__}: {exc} (set SKINGEN_DEBUG=1 for the traceback)",
               file=sys.stderr)
         return 1
-    return 0
+    return int(code or 0)
 
 
 if __name__ == "__main__":

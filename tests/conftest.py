@@ -32,3 +32,17 @@ def cli(capsys):
         return CliResult(code, captured.out, captured.err)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def phantom_shards(phantom_dir, tmp_path_factory):
+    """The session phantom packed at 32 px: a folder with train/val/test shards."""
+    from skingen.data.ingest import ingest
+    from skingen.data.pack import pack
+    from skingen.data.split import SplitConfig, make_split
+
+    root = tmp_path_factory.mktemp("shards")
+    ingest([phantom_dir], root / "manifest.csv")
+    make_split(root / "manifest.csv", root / "split.csv", SplitConfig(seed=0))
+    pack(root / "split.csv", root / "basic", 32)
+    return root / "basic"

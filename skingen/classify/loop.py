@@ -1,0 +1,98 @@
+"""Pieces of the training loop: deterministic per-epoch batch order, stop signals, progress, prediction."""
+from __future__ import annotations
+
+import json
+import signal
+import threading
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..atomic import write_json
+
+
+class Preempted(Exception):
+    """Training stopped on a signal after saving its full state; rerunning resumes it."""
+
+
+class StopFlag:
+    """Set by SIGUSR2/SIGTERM (SLURM's pre-timeout and preemption signals) while training runs."""
+
+    SIGNALS = (signal.SIGUSR2, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: dict = {}
+
+    def __enter__(self) -> "StopFlag":
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, _frame) -> None:
+        self.requested = True
+
+    def __exit__(self, *_: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+@dataclass
+class Progress:
+    """Where training is: next epoch and batch, optimiser steps, best validation score, curve rows."""
+
+    epoch: int = 0
+    batch: int = 0
+    step: int = 0
+    best_score: float = -1.0
+    best_epoch: int = -1
+    epoch_loss_sum: float = 0.0  # over the batches of the current epoch done so far
+    curves: list = field(default_factory=list)
+
+    def save(self, path: Path) -> None:
+        """Write atomically as JSON."""
+        write_json(path, asdict(self))
+
+    @classmethod
+    def load(cls, path: Path) -> "Progress":
+        """Read a saved progress file."""
+        return cls(**json.loads(path.read_text()))
+
+
+def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int = 0, world: int = 1,
+                  start: int = 0) -> list[np.ndarray]:
+    """This process's batches of epoch ``epoch``: a seeded permutation, split across processes, from ``start``."""
+    order = np.random.default_rng([seed, epoch]).permutation(n)
+    per_rank = len(order) // world
+    mine = order[rank * per_rank:(rank + 1) * per_rank]
+    batches = [mine[i:i + batch_size] for i in range(0, len(mine), batch_size)]
+    return batches[start:]
+
+
+def loader(dataset, batches: list[np.ndarray], num_workers: int, seed: int = 0) -> torch.utils.data.DataLoader:
+    """A DataLoader over explicit batches; workers start from a fork server (no inherited locks).
+
+    Its own generator keeps the global torch RNG (which drives augmentation and is saved with the
+    training state) untouched, so a resumed run draws exactly what an uninterrupted one would.
+    """
+    extra = {"multiprocessing_context": "forkserver"} if num_workers else {}
+    return torch.utils.data.DataLoader(dataset, batch_sampler=[b.tolist() for b in batches], num_workers=num_workers,
+                                       generator=torch.Generator().manual_seed(seed), **extra)
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, dataset, accelerator, batch_size: int = 128, num_workers: int = 0) -> np.ndarray:
+    """Softmax probabilities (N, C) of ``model`` over ``dataset`` in dataset order."""
+    model.eval()
+    index = np.arange(len(dataset))
+    batches = [index[i:i + batch_size] for i in range(0, len(index), batch_size)]
+    out = []
+    for x, _ in loader(dataset, batches, num_workers):
+        with accelerator.autocast():
+            logits = model(x.to(accelerator.device))
+        out.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
+    model.train()
+    return np.concatenate(out) if out else np.zeros((0, 5))

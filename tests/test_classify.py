@@ -1,0 +1,165 @@
+"""Classifiers: five timm models through one loop, arms build what they claim, resume equals continuous."""
+from __future__ import annotations
+
+import os
+import signal
+
+import numpy as np
+import pytest
+import torch
+
+from builders import read_rows
+from skingen.classify.arms import ArmConfig, build_arm
+from skingen.classify.loop import Preempted, StopFlag, epoch_batches
+from skingen.classify.models import MODELS, create_model
+from skingen.classify.train import TrainConfig, train_classifier
+from skingen.data.classes import CLASS_INDEX, CLASS_NAMES
+from skingen.data.shards import ShardReader, ShardWriter
+from skingen.errors import UserError
+from skingen.metrics.predictions import evaluate_predictions, read_predictions
+
+TINY = dict(epochs=1, batch_size=16, gradcam_per_class=1)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_every_model_trains_and_predicts_through_the_loop(name, phantom_shards, tmp_path):
+    summary = train_classifier(phantom_shards, tmp_path, TrainConfig(model=name, **TINY), ArmConfig("real"))
+    ids, _, y, prob = read_predictions(tmp_path / "predictions.csv")
+    assert ids == ShardReader(phantom_shards / "test.h5").image_ids
+    assert prob.shape == (len(ids), 5) and np.allclose(prob.sum(1), 1, atol=1e-4)
+    assert (tmp_path / "gradcam.png").stat().st_size > 0 and (tmp_path / "curves.csv").is_file()
+    assert summary["config"]["model"] == name and summary["arm"]["arm"] == "real"
+
+
+def test_pretrained_weights_come_from_the_local_file(tmp_path):
+    import safetensors.torch
+
+    imagenet = create_model("resnet18", num_classes=1000)
+    (tmp_path / "timm").mkdir()
+    safetensors.torch.save_file(imagenet.state_dict(), tmp_path / "timm" / "resnet18.safetensors")
+    model = create_model("resnet18", pretrained=True, weights_dir=tmp_path)
+    assert torch.equal(model.conv1.weight, imagenet.conv1.weight)
+    assert model.fc.out_features == 5
+    with pytest.raises(UserError, match="efficientnet_b0.safetensors: ImageNet weights for efficientnet_b0 not found"):
+        create_model("efficientnet_b0", pretrained=True, weights_dir=tmp_path)
+
+
+def _synthetic_shard(path, n, size=32, label="MEL", synthetic=True):
+    rng = np.random.default_rng(0)
+    attrs = {"synthetic": True, "generator": "stand-in", "generator_cell": "test"} if synthetic else {}
+    with ShardWriter(path, size, attrs=attrs) as w:
+        for i in range(n):
+            w.add(rng.integers(0, 255, (size, size, 3), dtype=np.uint8), CLASS_INDEX[label], f"syn{i}", f"syn{i}", "synthetic")
+    return path
+
+
+def test_arms_build_exactly_what_they_claim(phantom_shards, tmp_path):
+    real = ShardReader(phantom_shards / "train.h5")
+    counts = np.bincount(real.labels, minlength=5)
+    mel = counts[CLASS_INDEX["MEL"]]
+    syn = _synthetic_shard(tmp_path / "syn.h5", 3 * mel)
+    for name, dose, extra in (("real", 1.0, {}), ("gta", 1.5, {"gta": round(1.5 * mel)}),
+                              ("oversample", 2.0, {"oversample": 2 * mel}), ("class_weighted", 1.0, {}),
+                              ("synthetic", 1.0, {"synthetic": mel})):
+        arm, _ = build_arm(real, ArmConfig(name, dose=dose, synthetic_shard=str(syn)))
+        comp = arm.composition["per_class"]
+        for k, cls in enumerate(CLASS_NAMES):
+            assert comp[cls]["real"] == counts[k]
+            expected = extra if cls == "MEL" else {}
+            for kind in ("gta", "oversample", "synthetic"):
+                assert comp[cls][kind] == expected.get(kind, 0), (name, cls, kind)
+        assert np.bincount(arm.labels, minlength=5)[CLASS_INDEX["MEL"]] == mel + sum(extra.values())
+        assert (arm.class_weights is not None) == (name == "class_weighted")
+    only, _ = build_arm(real, ArmConfig("synthetic_only", dose=1.0, synthetic_shard=str(syn)))
+    assert only.composition["per_class"]["MEL"] == {"real": 0, "gta": 0, "oversample": 0, "synthetic": mel}
+
+
+def test_no_test_or_synthetic_image_reaches_val_or_test(phantom_shards, tmp_path):
+    syn = _synthetic_shard(tmp_path / "syn.h5", 50)
+    summary = train_classifier(phantom_shards, tmp_path / "cell", TrainConfig(**TINY),
+                               ArmConfig("synthetic", dose=1.0, synthetic_shard=str(syn)))
+    train_ids = set(ShardReader(phantom_shards / "train.h5").image_ids)
+    test_ids = [r["image_id"] for r in read_rows(tmp_path / "cell" / "predictions.csv")]
+    assert not train_ids & set(test_ids)
+    assert not any(i.startswith("syn") for i in test_ids)
+    assert test_ids == ShardReader(phantom_shards / "test.h5").image_ids
+    assert summary["arm"]["synthetic_provenance"]["generator"] == "stand-in"
+
+
+def test_synthetic_shards_are_checked(phantom_shards, tmp_path):
+    real = ShardReader(phantom_shards / "train.h5")
+    with pytest.raises(UserError, match="not a synthetic shard"):
+        build_arm(real, ArmConfig("synthetic", synthetic_shard=str(_synthetic_shard(tmp_path / "a.h5", 50, synthetic=False))))
+    with pytest.raises(UserError, match="classes other than MEL"):
+        build_arm(real, ArmConfig("synthetic", synthetic_shard=str(_synthetic_shard(tmp_path / "b.h5", 50, label="NV"))))
+    with pytest.raises(UserError, match="the dose needs"):
+        build_arm(real, ArmConfig("synthetic", dose=5.0, synthetic_shard=str(_synthetic_shard(tmp_path / "c.h5", 2))))
+    with pytest.raises(UserError, match="image size"):
+        build_arm(real, ArmConfig("synthetic", synthetic_shard=str(_synthetic_shard(tmp_path / "d.h5", 50, size=16))))
+
+
+def test_resume_after_preemption_equals_continuous_run(phantom_shards, tmp_path):
+    cfg = TrainConfig(epochs=2, batch_size=16, gradcam_per_class=0, seed=3)
+    arm = ArmConfig("gta", dose=1.0)
+    train_classifier(phantom_shards, tmp_path / "a", cfg, arm)
+    with pytest.raises(Preempted):
+        train_classifier(phantom_shards, tmp_path / "b", cfg, arm, stop_after_steps=3)  # mid-epoch 0
+    assert not (tmp_path / "b" / "predictions.csv").exists()
+    train_classifier(phantom_shards, tmp_path / "b", cfg, arm)
+    a = torch.load(tmp_path / "a" / "best_model.pt")
+    b = torch.load(tmp_path / "b" / "best_model.pt")
+    for key in a:  # tolerance: bit-identical CPU arithmetic is expected; allow float noise
+        assert torch.allclose(a[key].float(), b[key].float(), atol=1e-6), key
+    def curves(run):
+        return [{k: v for k, v in row.items() if k != "seconds"} for row in read_rows(tmp_path / run / "curves.csv")]
+
+    assert curves("a") == curves("b")
+
+
+def test_stop_flag_catches_usr2_and_restores_handler():
+    before = signal.getsignal(signal.SIGUSR2)
+    with StopFlag() as stop:
+        os.kill(os.getpid(), signal.SIGUSR2)
+        assert stop.requested
+    assert signal.getsignal(signal.SIGUSR2) == before
+
+
+def test_epoch_batches_are_seeded_and_sharded():
+    a = epoch_batches(10, 3, seed=1, epoch=0)
+    assert [len(b) for b in a] == [3, 3, 3, 1]
+    assert np.array_equal(np.concatenate(a), np.concatenate(epoch_batches(10, 3, seed=1, epoch=0)))
+    assert not np.array_equal(np.concatenate(a), np.concatenate(epoch_batches(10, 3, seed=1, epoch=1)))
+    r0, r1 = epoch_batches(10, 2, 1, 0, rank=0, world=2), epoch_batches(10, 2, 1, 0, rank=1, world=2)
+    assert not set(np.concatenate(r0)) & set(np.concatenate(r1))
+    assert epoch_batches(10, 3, 1, 0, start=2)[0].tolist() == a[2].tolist()
+
+
+def test_tiny_resnet18_beats_chance_on_the_phantom(tmp_path):
+    from skingen.data.ingest import ingest
+    from skingen.data.pack import pack
+    from skingen.data.phantom import make_phantom
+    from skingen.data.split import SplitConfig, make_split
+
+    root = make_phantom(tmp_path / "ph", 500, size=64, seed=2, workers=2)
+    ingest([root], tmp_path / "m.csv")
+    make_split(tmp_path / "m.csv", tmp_path / "s.csv", SplitConfig(seed=0))
+    pack(tmp_path / "s.csv", tmp_path / "sh", 32)
+    train_classifier(tmp_path / "sh", tmp_path / "cell", TrainConfig(epochs=10, batch_size=32, lr=0.05,
+                                                                      gradcam_per_class=0), ArmConfig("real"))
+    m = evaluate_predictions(tmp_path / "cell" / "predictions.csv", n_boot=200)
+    assert m["balanced_accuracy"] > 0.4, m["balanced_accuracy"]  # chance is 0.2
+    assert m["balanced_accuracy_ci"][0] > 0.2
+
+
+def test_classify_cli(cli, phantom_shards, tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[train]\nepochs = 1\nbatch_size = 16\ngradcam_per_class = 0\n[arm]\nname = "oversample"\n')
+    res = cli("classify", "train", phantom_shards, "--out", tmp_path / "o", "--config", cfg, "--seed", "4")
+    assert res.code == 0, res.err
+    res = cli("classify", "metrics", tmp_path / "o" / "predictions.csv", "--baseline", tmp_path / "o" / "predictions.csv",
+              "--n-boot", "20")
+    assert res.code == 0 and (tmp_path / "o" / "metrics.json").is_file()
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[train]\nepoch = 3\n")
+    res = cli("classify", "train", phantom_shards, "--out", tmp_path / "o2", "--config", bad)
+    assert res.code == 2 and "unknown key(s) epoch" in res.err

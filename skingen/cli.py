@@ -127,6 +127,37 @@ def _add_classify(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(fn=_cmd_classify_metrics)
 
 
+def _cmd_run(a: argparse.Namespace) -> int:
+    from .grid.run import run_study
+
+    summary = run_study(a.study, executor=a.executor, out=a.out, dry_run=a.dry_run)
+    failed = sum(c["failed"] for c in summary.values())
+    blocked = sum(c["blocked"] for c in summary.values())
+    if failed or blocked:
+        print(f"skingen run: {failed} cell(s) failed, {blocked} blocked by them; 'skingen status' shows logs; "
+              "run again to retry them", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_status(a: argparse.Namespace) -> None:
+    from .grid.run import status_lines
+
+    print("\n".join(status_lines(a.results)))
+
+
+def _add_grid(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="plan a study, skip done cells, run the rest")
+    p.add_argument("study", metavar="STUDY.toml")
+    p.add_argument("--executor", choices=("debug", "local", "slurm"), help="default: the study's executor.kind")
+    p.add_argument("--out", help="results folder (default results/<study name>)")
+    p.add_argument("--dry-run", action="store_true", help="print cells per stage and their state; run nothing")
+    p.set_defaults(fn=_cmd_run)
+    p = sub.add_parser("status", help="cells done / running / failed / pending of a results folder")
+    p.add_argument("results", metavar="DIR")
+    p.set_defaults(fn=_cmd_status)
+
+
 def _add_data(sub: argparse._SubParsersAction) -> None:
     data = sub.add_parser("data", help="phantom dataset, ingest, split, pack").add_subparsers(dest="data_cmd", required=True)
     workers = dict(type=int, default=min(2, os.cpu_count() or 1), help="worker processes (default: %(default)s)")
@@ -176,6 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data(sub)
     _add_preprocess(sub)
     _add_classify(sub)
+    _add_grid(sub)
     return parser
 
 
@@ -184,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    for noisy in ("accelerate", "submitit", "timm", "h5py"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     try:
         code = args.fn(args)
     except UserError as exc:

@@ -1,0 +1,1 @@
+"""Study orchestration: TOML spec -> planned cells -> executors (debug, local, slurm) -> cell store."""

@@ -1,0 +1,102 @@
+"""Plan a study into cells: stage + the config subset it depends on + its dependencies -> stable key.
+
+A cell's key hashes its stage, config and the keys of the cells it depends on, so changing one
+parameter changes exactly the keys of the cells downstream of it (and re-runs only those).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from ..preprocess import get_pipeline
+from .spec import StudySpec
+
+STAGES = ("phantom", "ingest", "split", "pack", "train_clf", "clf_metrics")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One unit of work: its stage, readable name, config, dependency keys and stable key."""
+
+    stage: str
+    name: str
+    config: dict
+    deps: dict = field(default_factory=dict)  # role -> key of the cell it needs
+    key: str = ""
+
+    def folder(self, root: Path) -> Path:
+        """``root/<stage>/<name>-<key8>``."""
+        return Path(root) / self.stage / f"{self.name}-{self.key[:8]}"
+
+    def to_json(self) -> dict:
+        """A plain dict (what workers receive and cell.json records)."""
+        return asdict(self)
+
+
+def make_cell(stage: str, name: str, config: dict, deps: dict | None = None) -> Cell:
+    """A cell with its key computed from stage, config and dependency keys."""
+    deps = dict(deps or {})
+    blob = json.dumps({"stage": stage, "config": config, "deps": deps}, sort_keys=True, default=str)
+    return Cell(stage, name, config, deps, hashlib.sha256(blob.encode()).hexdigest())
+
+
+def _data_cells(spec: StudySpec) -> list[Cell]:
+    cells = []
+    ingest_cfg = {"sources": [str(Path(s).resolve()) for s in spec.data.sources], "source": spec.data.source,
+                  "milk10k_modality": spec.data.milk10k_modality}
+    deps = {}
+    if spec.data.phantom is not None:
+        phantom = make_cell("phantom", "phantom", asdict(spec.data.phantom))
+        cells.append(phantom)
+        deps = {"phantom": phantom.key}
+    ingest = make_cell("ingest", "manifest", ingest_cfg, deps)
+    split = make_cell("split", "split", asdict(spec.split), {"ingest": ingest.key})
+    return cells + [ingest, split]
+
+
+def _pack_cells(spec: StudySpec, split: Cell) -> dict[str, Cell]:
+    out = {}
+    for name in spec.pipelines:
+        record = get_pipeline(name).record()
+        out[record["name"]] = make_cell("pack", record["name"], {"pipeline": str(name), "record": record,
+                                                                  "image_size": spec.image_size}, {"split": split.key})
+    return out
+
+
+def _train_cells(spec: StudySpec, packs: dict[str, Cell]) -> list[Cell]:
+    cells = []
+    c = spec.classify
+    for pipe, pack in packs.items():
+        for model in c.models:
+            for seed in spec.seeds:
+                train = asdict(replace(c.train, model=model, seed=seed))
+                for arm in c.arms:
+                    for dose in (c.doses if arm in ("gta", "oversample") else (1.0,)):
+                        arm_cfg = {"name": arm, "dose": dose, "target_class": c.target_class, "seed": seed}
+                        name = f"{pipe}-{arm}" + (f"x{dose:g}" if arm in ("gta", "oversample") else "") + f"-{model}-s{seed}"
+                        cells.append(make_cell("train_clf", name, {"pipeline": pipe, "train": train, "arm": arm_cfg},
+                                               {"pack": pack.key}))
+    return cells
+
+
+def _metric_cells(spec: StudySpec, trains: list[Cell]) -> list[Cell]:
+    baseline = {(t.config["pipeline"], t.config["train"]["model"], t.config["train"]["seed"]): t
+                for t in trains if t.config["arm"]["name"] == "real"}
+    cells = []
+    for t in trains:
+        deps = {"train": t.key}
+        base = baseline.get((t.config["pipeline"], t.config["train"]["model"], t.config["train"]["seed"]))
+        if base is not None and base.key != t.key:
+            deps["baseline"] = base.key
+        cells.append(make_cell("clf_metrics", t.name, {"n_boot": spec.classify.n_boot, "seed": 0}, deps))
+    return cells
+
+
+def plan_study(spec: StudySpec) -> list[Cell]:
+    """Every cell of the study, in stage order (dependencies before dependants)."""
+    data = _data_cells(spec)
+    packs = _pack_cells(spec, data[-1])
+    trains = _train_cells(spec, packs)
+    return data + list(packs.values()) + trains + _metric_cells(spec, trains)

@@ -1,0 +1,107 @@
+"""``skingen run``: plan a study, skip done cells, run the rest stage by stage; ``skingen status``."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from collections import Counter
+from pathlib import Path
+
+from ..atomic import write_json
+from ..errors import UserError
+from .executors import progress_callback, run_debug, run_submitit
+from .plan import STAGES, Cell, plan_study
+from .profile import Profile, load_profile
+from .spec import StudySpec, load_study
+from .store import cell_state, marker, stale_folders
+
+log = logging.getLogger(__name__)
+
+
+def results_root(spec: StudySpec, out: str | os.PathLike | None) -> Path:
+    """Where the study's cells live (default ``results/<study name>``)."""
+    return Path(out) if out else Path("results") / spec.name
+
+
+def plan_table(cells: list[Cell], root: Path) -> list[str]:
+    """Per stage: how many cells are done, running, failed, pending and stale."""
+    lines = [f"{'stage':<12} {'cells':>5} {'done':>5} {'running':>7} {'failed':>6} {'pending':>7} {'stale':>5}"]
+    for stage in STAGES:
+        sub = [c for c in cells if c.stage == stage]
+        if not sub:
+            continue
+        states = Counter(cell_state(c, root) for c in sub)
+        stale = sum(bool(stale_folders(c, root)) for c in sub)
+        lines.append(f"{stage:<12} {len(sub):>5} {states['done']:>5} {states['running']:>7} {states['failed']:>6} "
+                     f"{states['pending']:>7} {stale:>5}")
+    return lines
+
+
+def _save_plan(spec: StudySpec, cells: list[Cell], root: Path) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(spec.path, root / "study.toml")
+    write_json(root / "plan.json", {"study": spec.name, "created": time.time(), "cells": [c.to_json() for c in cells]})
+
+
+def _profile(spec: StudySpec, kind: str) -> Profile:
+    """The executor profile; a relative path is looked up from here, the study's folder and its parent."""
+    if kind == "debug":
+        return Profile()
+    given = Path(spec.executor.profile)
+    study_dir = Path(spec.path).parent
+    for path in (given, study_dir / given, study_dir.parent / given):
+        if path.is_file():
+            return load_profile(path)
+    raise UserError(f"{spec.path}: executor.profile {given} not found (looked in ., {study_dir}, {study_dir.parent})")
+
+
+def run_study(study: str | os.PathLike, executor: str | None = None, out: str | os.PathLike | None = None,
+              dry_run: bool = False, poll: float = 1.0) -> dict[str, Counter]:
+    """Run every cell not yet done; returns per-stage counts of done/failed/blocked cells this run."""
+    spec = load_study(study)
+    kind = executor or spec.executor.kind
+    root = results_root(spec, out).resolve()
+    cells = plan_study(spec)
+    by_key = {c.key: c for c in cells}
+    _save_plan(spec, cells, root)
+    if dry_run:
+        print("\n".join(plan_table(cells, root)))
+        return {}
+    profile = _profile(spec, kind)
+    summary: dict[str, Counter] = {}
+    for stage in STAGES:
+        wave = [c for c in cells if c.stage == stage and cell_state(c, root) != "done"]
+        ready = [c for c in wave if all(cell_state(by_key[k], root) == "done" for k in c.deps.values())]
+        summary[stage] = Counter(blocked=len(wave) - len(ready))
+        if not ready:
+            continue
+        print(f"{stage}: {len(ready)} cell(s) to run with the {kind} executor -> {root / stage}", flush=True)
+        work = [(c, {role: str(by_key[k].folder(root)) for role, k in c.deps.items()}) for c in ready]
+        on_done, bar, results = progress_callback(stage, len(work))
+        if kind == "debug":
+            run_debug(work, root, on_done)
+        else:
+            run_submitit(work, root, on_done, kind, stage, profile, spec.executor.max_parallel, poll)
+        bar.close()
+        summary[stage].update(Counter("done" if ok else "failed" for _, ok in results))
+    print("\n".join(plan_table(cells, root)))
+    return summary
+
+
+def status_lines(root: str | os.PathLike) -> list[str]:
+    """The status of a results folder: per-stage counts, then each failed cell with its log and error."""
+    root = Path(root)
+    plan = root / "plan.json"
+    if not plan.is_file():
+        raise UserError(f"{plan}: not found; is {root} a study results folder (made by 'skingen run')?")
+    cells = [Cell(**c) for c in json.loads(plan.read_text())["cells"]]
+    lines = plan_table(cells, root)
+    for c in cells:
+        state = cell_state(c, root)
+        if state in ("failed", "running"):
+            info = marker(c.folder(root) / ("FAILED" if state == "failed" else "RUNNING"))
+            lines.append(f"{state}: {c.stage}/{c.folder(root).name} log {info.get('log', '?')}"
+                         + (f" error: {info.get('error', '?')}" if state == "failed" else ""))
+    return lines

@@ -3,8 +3,6 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 DEMO_OUT ?= demo-output
-DEMO_N ?= 600
-DEMO_SIZE ?= 64
 export HF_HUB_OFFLINE := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
@@ -21,20 +19,25 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 
 install: $(VENV)/.installed
 
+# The integration tests need the real single-node SLURM: up before pytest, down after (by PID).
 test: install
-	$(PY) -m pytest -q
+	bash tests/system-deps.sh
+	bash slurm/local-cluster/cluster.sh start
+	$(PY) -m pytest -q; rc=$$?; bash slurm/local-cluster/cluster.sh stop; exit $$rc
 
 demo: install
-	@echo "SkinGenBench demo: the data path on the built-in phantom dataset"
-	@echo "  $(DEMO_N) phantom images -> ingest -> lesion-grouped split -> $(DEMO_SIZE) px HDF5 shards in $(DEMO_OUT)/ (about a minute on 2 cores)"
-	$(VENV)/bin/skingen data phantom --out $(DEMO_OUT)/phantom --n $(DEMO_N) --seed 0
-	$(VENV)/bin/skingen data ingest $(DEMO_OUT)/phantom --out $(DEMO_OUT)/data/manifest.csv
-	$(VENV)/bin/skingen data split $(DEMO_OUT)/data/manifest.csv --out $(DEMO_OUT)/data/split.csv --seed 0 --dedup
-	$(VENV)/bin/skingen data pack $(DEMO_OUT)/data/split.csv --out $(DEMO_OUT)/shards/basic --size $(DEMO_SIZE) --pipeline basic
-	@echo "demo outputs: phantom images $(DEMO_OUT)/phantom, manifest + split + quarantine lists $(DEMO_OUT)/data, shards $(DEMO_OUT)/shards/basic"
+	@echo "SkinGenBench demo (jobs/demo.toml): a 400-image phantom -> ingest -> lesion-grouped split ->"
+	@echo "  basic + advanced shards -> 2 pipelines x 4 arms x 5 classifiers = 40 training cells + metrics,"
+	@echo "  run 2 at a time by the local executor; about 10-15 minutes on 2 cores. Results: $(DEMO_OUT)/"
+	$(VENV)/bin/skingen run jobs/demo.toml --executor local --out $(DEMO_OUT)
+	$(VENV)/bin/skingen status $(DEMO_OUT)
+	@echo "demo outputs in $(DEMO_OUT)/: <stage>/<cell>/ folders (cell.json, predictions.csv, metrics.json, gradcam.png, ...)"
 
 bench: install
 	$(PY) benchmarks/bench_data.py
+	$(PY) benchmarks/bench_preprocess.py
+	$(PY) benchmarks/bench_classify.py
+	$(PY) benchmarks/bench_grid.py
 
 clean:
 	rm -rf $(DEMO_OUT) .pytest_cache

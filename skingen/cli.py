@@ -146,6 +146,13 @@ def _cmd_status(a: argparse.Namespace) -> None:
     print("\n".join(status_lines(a.results)))
 
 
+def _cmd_report(a: argparse.Namespace) -> None:
+    from .report.build import build_report
+
+    page = build_report(a.results)
+    print(f"report -> {page} (tables and figures beside it)")
+
+
 def _add_grid(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="plan a study, skip done cells, run the rest")
     p.add_argument("study", metavar="STUDY.toml")
@@ -153,6 +160,9 @@ def _add_grid(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="results folder (default results/<study name>)")
     p.add_argument("--dry-run", action="store_true", help="print cells per stage and their state; run nothing")
     p.set_defaults(fn=_cmd_run)
+    p = sub.add_parser("report", help="closing analysis of a results folder into DIR/report/")
+    p.add_argument("results", metavar="DIR")
+    p.set_defaults(fn=_cmd_report)
     p = sub.add_parser("status", help="cells done / running / failed / pending of a results folder")
     p.add_argument("results", metavar="DIR")
     p.set_defaults(fn=_cmd_status)

@@ -109,3 +109,19 @@ def split_with_bad_path(cli, phantom_dir: Path, tmp_path: Path, bad_file: Path) 
         w.writeheader()
         w.writerows(rows)
     return tmp_path / "s.csv", rows, victim
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def study_variant(tmp: Path, name: str = "study.toml", replace: dict[str, str] | None = None,
+                  profile: Path | None = None) -> Path:
+    """jobs/smoke.toml with whole lines replaced (``{"epochs = 1": "epochs = 20"}``) and an absolute profile."""
+    text = (REPO / "jobs" / "smoke.toml").read_text()
+    for old, new in (replace or {}).items():
+        assert old in text, old
+        text = text.replace(old, new)
+    text = text.replace('profile = "slurm/profiles/local.toml"', f'profile = "{profile or REPO / "slurm/profiles/local.toml"}"')
+    path = tmp / name
+    path.write_text(text)
+    return path

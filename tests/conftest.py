@@ -46,3 +46,33 @@ def phantom_shards(phantom_dir, tmp_path_factory):
     make_split(root / "manifest.csv", root / "split.csv", SplitConfig(seed=0))
     pack(root / "split.csv", root / "basic", 32)
     return root / "basic"
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    """The single-node SLURM cluster of slurm/local-cluster (make test starts it; started here if not)."""
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    def up() -> bool:
+        return shutil.which("sinfo") is not None and subprocess.run(
+            ["sinfo", "-h", "-o", "%t"], capture_output=True, text=True).stdout.strip() in ("idle", "mix", "alloc")
+
+    if not up():
+        script = Path(__file__).resolve().parent.parent / "slurm" / "local-cluster" / "cluster.sh"
+        proc = subprocess.run(["bash", str(script), "start"], capture_output=True, text=True)
+        if proc.returncode != 0 or not up():
+            pytest.fail(f"no SLURM cluster: {script} start failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+    return True
+
+
+@pytest.fixture(scope="session")
+def smoke_results(tmp_path_factory):
+    """jobs/smoke.toml run to the end with the debug executor (report included)."""
+    from builders import study_variant
+    from skingen.grid.run import run_study
+
+    tmp = tmp_path_factory.mktemp("smoke")
+    run_study(study_variant(tmp), executor="debug", out=tmp / "results")
+    return tmp / "results"

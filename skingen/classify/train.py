@@ -51,6 +51,7 @@ class TrainConfig:
     num_workers: int = 0
     seed: int = 0
     gradcam_per_class: int = 2
+    checkpoint_every: int = 1  # epochs between full-state saves; 0: only when stopped by a signal
 
 
 @dataclass
@@ -80,7 +81,8 @@ def _setup(shards: Path, out: Path, cfg: TrainConfig, arm_cfg: ArmConfig) -> tup
     train_ds = ArmDataset(real, synthetic, arm, train_transform(size), gta_transform(size))
     val_ds = ShardDataset([shards / "val.h5"], transform=_chw_eval())
     test_ds = ShardDataset([shards / "test.h5"], transform=_chw_eval())
-    accelerator = Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum)
+    accelerator = Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum,
+                              cpu=not torch.cuda.is_available())  # cpu=True lets several CPU processes use gloo
     model = create_model(cfg.model, image_size=size, pretrained=cfg.pretrained, weights_dir=cfg.weights_dir)
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     steps = sorted({max(1, round(m * cfg.epochs)) for m in cfg.milestones})
@@ -149,7 +151,11 @@ def _end_epoch(run: Run, train_loss: float, seconds: float) -> None:
     p.epoch, p.batch, p.epoch_loss_sum = p.epoch + 1, 0, 0.0
     if acc.is_main_process:
         write_csv(run.out / "curves.csv", CURVE_COLUMNS, p.curves)
-    _save_state(run)
+    every = run.cfg.checkpoint_every
+    if every and (p.epoch % every == 0 or p.epoch == run.cfg.epochs):
+        _save_state(run)
+    else:
+        acc.wait_for_everyone()
 
 
 def train_classifier(shards: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig,
@@ -170,7 +176,7 @@ def train_classifier(shards: str | os.PathLike, out: str | os.PathLike, cfg: Tra
 def _finish(run: Run, test_ds: ShardDataset, composition: dict, seconds: float) -> dict:
     acc, out = run.accelerator, run.out
     model = acc.unwrap_model(run.model)
-    model.load_state_dict(torch.load(out / "best_model.pt", map_location=acc.device, weights_only=True))
+    model.load_state_dict(torch.load(out / "best_model.pt", map_location="cpu", weights_only=True))
     prob = predict(run.model, test_ds, acc, num_workers=run.cfg.num_workers)
     summary = {"config": asdict(run.cfg), "arm": composition, "best_epoch": run.progress.best_epoch,
                "best_val_macro_f1": run.progress.best_score, "steps": run.progress.step,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import time
 import uuid
@@ -15,7 +16,7 @@ from tqdm import tqdm
 from ..atomic import write_json
 from .jobs import CellJob
 from .plan import Cell
-from .profile import Profile, slurm_parameters
+from .profile import Profile, slurm_parameters, tasks_per_node
 from .store import cell_state
 
 log = logging.getLogger(__name__)
@@ -26,7 +27,8 @@ def _record_failure(cell: Cell, root: Path, error: str, log_path: str) -> None:
     folder = cell.folder(root)
     if cell_state(cell, root) != "failed":  # the job itself writes FAILED unless it was killed
         folder.mkdir(parents=True, exist_ok=True)
-        write_json(folder / "FAILED", {"error": error.strip().splitlines()[-1] if error.strip() else error, "log": log_path})
+        first = next((line.strip() for line in error.splitlines() if line.strip()), "unknown error")
+        write_json(folder / "FAILED", {"error": first, "log": log_path})
     (folder / "RUNNING").unlink(missing_ok=True)
 
 
@@ -70,7 +72,9 @@ def _wait(jobs: list[tuple[Cell, submitit.Job]], root: Path, on_done, poll: floa
             if exc is None:
                 on_done(cell, True)
             else:
-                _record_failure(cell, root, str(exc), str(job.paths.stderr))
+                state = job.state if job.state not in ("UNKNOWN", "FAILED", "COMPLETED") else ""
+                _record_failure(cell, root, f"{state + ': ' if state else ''}{type(exc).__name__}: {exc}",
+                                str(job.paths.stderr))
                 on_done(cell, False)
         pending = still
         if pending:
@@ -92,19 +96,26 @@ def run_submitit(work: list[Work], root: Path, on_done, kind: str, stage: str, p
             log.info("%s: submitted array %s (%d cells), logs in %s", stage, jobs[0].job_id.split("_")[0], len(part), folder)
             _wait(list(zip([c for c, _ in part], jobs)), root, on_done, poll)
         return
-    executor.update_parameters(timeout_min=res.timeout_min, tasks_per_node=max(1, res.gpus_per_node))
+    executor.update_parameters(timeout_min=res.timeout_min, tasks_per_node=tasks_per_node(res))
+    # local jobs inherit this environment: share the cores instead of oversubscribing them
+    os.environ["SKINGEN_THREADS"] = str(max(1, (os.cpu_count() or 1) // max(1, max_parallel)))
     queue = list(work)
     running: list[tuple[Cell, submitit.Job]] = []
-    while queue or running:
-        while queue and len(running) < max_parallel:
-            cell, inputs = queue.pop(0)
-            running.append((cell, executor.submit(CellJob(), cell.to_json(), str(root), inputs)))
-        finished = [pair for pair in running if pair[1].done()]
-        if finished:
-            running = [pair for pair in running if not pair[1].done()]
-            _wait(finished, root, on_done, poll)
-        else:
-            time.sleep(poll)
+    try:
+        while queue or running:
+            while queue and len(running) < max_parallel:
+                cell, inputs = queue.pop(0)
+                running.append((cell, executor.submit(CellJob(), cell.to_json(), str(root), inputs)))
+            finished = [pair for pair in running if pair[1].done()]
+            if finished:
+                running = [pair for pair in running if not pair[1].done()]
+                _wait(finished, root, on_done, poll)
+            else:
+                time.sleep(poll)
+    except KeyboardInterrupt:
+        for _, job in running:  # local jobs would outlive us otherwise
+            job.cancel(check=False)
+        raise
 
 
 def progress_callback(stage: str, total: int) -> tuple[Callable[[Cell, bool], None], tqdm, list]:

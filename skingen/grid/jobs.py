@@ -29,11 +29,21 @@ def _distributed_rank() -> int:
     return env.global_rank
 
 
+def _limit_threads() -> None:
+    """One torch thread per allotted CPU (SLURM's cpus-per-task, or the local executor's share)."""
+    threads = os.environ.get("SLURM_CPUS_PER_TASK") or os.environ.get("SKINGEN_THREADS")
+    if threads and threads.isdigit():
+        import torch
+
+        torch.set_num_threads(int(threads))
+
+
 class CellJob(submitit.helpers.Checkpointable):
     """Run one cell; requeue through submitit when training was stopped by a signal."""
 
     def __call__(self, cell_json: dict, root: str, inputs: dict[str, str]) -> dict:
         cell = Cell(**cell_json)
+        _limit_threads()
         rank = _distributed_rank()
         try:
             return execute_cell(cell, Path(root), {k: Path(v) for k, v in inputs.items()},

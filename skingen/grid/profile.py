@@ -20,6 +20,7 @@ class Resources:
     mem_gb: float = 2.0
     timeout_min: int = 60
     gpus_per_node: int = 0
+    tasks_per_node: int = 0  # 0: one task per GPU (at least one)
     array_parallelism: int = 8
     container: str = ""
     container_binds: tuple[str, ...] = ()
@@ -55,12 +56,17 @@ def slurm_parameters(res: Resources, root: Path) -> dict:
     """submitit AutoExecutor parameters for a stage: one task per GPU, the container around python."""
     params = {"timeout_min": res.timeout_min, "slurm_partition": res.partition or None, "cpus_per_task": res.cpus_per_task,
               "mem_gb": res.mem_gb, "gpus_per_node": res.gpus_per_node or None,
-              "tasks_per_node": max(1, res.gpus_per_node), "slurm_array_parallelism": res.array_parallelism}
+              "tasks_per_node": tasks_per_node(res), "slurm_array_parallelism": res.array_parallelism}
     if res.account:
         params["slurm_account"] = res.account
     if res.container:
         params["slurm_python"] = container_python(res, root)
     return {k: v for k, v in params.items() if v is not None}
+
+
+def tasks_per_node(res: Resources) -> int:
+    """Processes per cell: as configured, else one per GPU (Accelerate runs one process per device)."""
+    return res.tasks_per_node or max(1, res.gpus_per_node)
 
 
 def container_python(res: Resources, root: Path) -> str:

@@ -87,6 +87,9 @@ def run_study(study: str | os.PathLike, executor: str | None = None, out: str | 
         bar.close()
         summary[stage].update(Counter("done" if ok else "failed" for _, ok in results))
     print("\n".join(plan_table(cells, root)))
+    from ..report.build import build_report
+
+    print(f"report (the study's closing analysis) -> {build_report(root)}")
     return summary
 
 

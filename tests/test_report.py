@@ -1,0 +1,101 @@
+"""The closing report: tables (CSV + LaTeX), effects, audit, missing cells, and the page in a real browser."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from builders import read_rows
+from skingen.grid.plan import Cell
+from skingen.report.build import build_report
+from skingen.report.stats import paired_effect, verdict
+
+TABLES = ("classifier_global", "classifier_melanoma", "deltas_vs_real", "factor_effects", "missing", "protocol_audit")
+
+
+def test_report_tables_and_audit(smoke_results):
+    report = smoke_results / "report"
+    for name in TABLES:
+        assert (report / "tables" / f"{name}.csv").is_file() and (report / "tables" / f"{name}.tex").is_file()
+    glob = read_rows(report / "tables" / "classifier_global.csv")
+    assert list(glob[0])[4:] == ["Macro-F1", "Balanced Acc", "MCC", "ROC-AUC", "Accuracy", "Brier"]
+    assert {r["Arm"] for r in glob} == {"real", "oversample x1"} and all("[" in r["Macro-F1"] for r in glob)
+    mel = read_rows(report / "tables" / "classifier_melanoma.csv")
+    assert list(mel[0])[4:] == ["MEL F1", "Sens", "Spec", "Precision", "ROC-AUC", "PR-AUC", "DOR"]
+    deltas = read_rows(report / "tables" / "deltas_vs_real.csv")
+    assert len(deltas) == 1 and deltas[0]["Arm"] == "oversample x1"
+    audit = {r["Check"]: r["Result"] for r in read_rows(report / "tables" / "protocol_audit.csv")}
+    assert audit["lesion overlap across splits"] == "pass" and audit["one real test set for every cell"] == "pass"
+    summary = json.loads((report / "summary.json").read_text())
+    assert "pipeline" in " ".join(summary["verdicts"])  # only one pipeline: preprocessing is not estimable
+    assert (report / "tables" / "missing.tex").read_text().count("generator") >= 1
+
+
+def test_missing_cells_shown_with_reason_never_zero(smoke_results, tmp_path):
+    copy = tmp_path / "r"
+    shutil.copytree(smoke_results, copy)
+    plan = [Cell(**c) for c in json.loads((copy / "plan.json").read_text())["cells"]]
+    victim = next(c for c in plan if c.stage == "clf_metrics" and "oversample" in c.name)
+    (victim.folder(copy) / "DONE").unlink()
+    (victim.folder(copy) / "FAILED").write_text(json.dumps({"error": "RuntimeError: disk full", "log": "x.err"}))
+    build_report(copy)
+    missing = read_rows(copy / "report" / "tables" / "missing.csv")
+    assert any(r["Arm"] == "oversample x1" and "failed: RuntimeError: disk full" in r["Reason"] for r in missing)
+    glob = read_rows(copy / "report" / "tables" / "classifier_global.csv")
+    assert {r["Arm"] for r in glob} == {"real"}  # the failed cell is absent, not a row of zeros
+
+
+def test_effects_and_verdict_from_paired_cells():
+    rows = []
+    for model in ("a", "b", "c"):
+        for seed in (0, 1):
+            for pipe, shift in (("basic", 0.0), ("advanced", 0.05)):
+                rows.append({"pipeline": pipe, "arm": "real", "model": model, "seed": seed,
+                             "metrics": {"macro_f1": 0.6 + shift + 0.01 * seed + (0.2 if model == "c" else 0)}})
+    eff = paired_effect(rows, "macro_f1", "pipeline", "basic", "advanced")
+    assert eff["n_pairs"] == 6 and eff["effect"] == pytest.approx(0.05) and eff["ci"][0] == pytest.approx(0.05)
+    from skingen.report.stats import architecture_effect
+
+    arch = architecture_effect(rows, "macro_f1")
+    assert arch["effect"] == pytest.approx(0.2) and arch["contrast"] == "c - a" or arch["contrast"] == "c - b"
+    text = verdict([eff, arch], "macro_f1")
+    assert text.startswith("On macro_f1, the largest effect is model") and "separate" in text
+
+
+def _browser(tmp_path):
+    from selenium import webdriver
+
+    os.environ["SE_OFFLINE"] = "true"  # never let Selenium Manager download a browser or driver
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--disable-quic", f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1280,2000"):
+        opts.add_argument(arg)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    service = webdriver.ChromeService(executable_path=shutil.which("chromedriver") or "/usr/bin/chromedriver")
+    return webdriver.Chrome(options=opts, service=service)
+
+
+def test_report_page_in_a_real_browser(smoke_results, tmp_path):
+    page = smoke_results / "report" / "index.html"
+    assert "http://" not in page.read_text() and "https://" not in page.read_text()  # no network requests
+    driver = _browser(tmp_path)
+    try:
+        driver.get(page.as_uri())
+        images = driver.execute_script(
+            "return Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.alt]);")
+        tables = driver.execute_script("return document.querySelectorAll('table').length;")
+        errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+        artifacts = Path(os.environ.get("SKINGEN_TEST_ARTIFACTS", tmp_path))
+        artifacts.mkdir(parents=True, exist_ok=True)
+        driver.save_screenshot(str(artifacts / "report.png"))
+    finally:
+        driver.quit()
+    assert errors == []
+    assert len(images) == 5 and all(done and width > 0 for done, width, _ in images), images
+    assert tables == 1 + 5 + 1  # audit, five result tables, software
+    assert (artifacts / "report.png").stat().st_size > 10_000

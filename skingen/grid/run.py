@@ -18,6 +18,7 @@ from .spec import StudySpec, load_study
 from .store import cell_state, marker, stale_folders
 
 log = logging.getLogger(__name__)
+LIGHT_STAGES = frozenset({"clf_metrics"})
 
 
 def results_root(spec: StudySpec, out: str | os.PathLike | None) -> Path:
@@ -80,8 +81,8 @@ def run_study(study: str | os.PathLike, executor: str | None = None, out: str | 
         print(f"{stage}: {len(ready)} cell(s) to run with the {kind} executor -> {root / stage}", flush=True)
         work = [(c, {role: str(by_key[k].folder(root)) for role, k in c.deps.items()}) for c in ready]
         on_done, bar, results = progress_callback(stage, len(work))
-        if kind == "debug":
-            run_debug(work, root, on_done)
+        if kind == "debug" or (kind == "local" and stage in LIGHT_STAGES):
+            run_debug(work, root, on_done)  # seconds of work: a process per cell would cost more
         else:
             run_submitit(work, root, on_done, kind, stage, profile, spec.executor.max_parallel, poll)
         bar.close()

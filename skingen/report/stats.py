@@ -65,7 +65,19 @@ def architecture_effect(rows: list[dict], metric: str, seed: int = 0, n_boot: in
         return {"metric": metric, "factor": "model", "contrast": "n/a", "n_pairs": 0, "effect": None, "ci": [None, None]}
     means = {m: np.nanmean(list(v.values())) for m, v in by_model.items()}
     best, worst = max(means, key=means.get), min(means, key=means.get)
-    return paired_effect(rows, metric, "model", worst, best, seed, n_boot)
+    effect = paired_effect(rows, metric, "model", worst, best, seed, n_boot)
+    effect["note"] = "best minus worst model, both picked from these results (optimistic)"
+    return effect
+
+
+def _abs_bounds(effect: dict) -> tuple[float, float]:
+    """Bounds of |effect| implied by its CI (0 as the lower bound when the CI spans 0)."""
+    lo, hi = effect["ci"]
+    if lo >= 0:
+        return lo, hi
+    if hi <= 0:
+        return -hi, -lo
+    return 0.0, max(-lo, hi)
 
 
 def verdict(effects: list[dict], metric: str = "macro_f1") -> str:
@@ -85,7 +97,7 @@ def verdict(effects: list[dict], metric: str = "macro_f1") -> str:
     text = f"On {metric}, the largest effect is {describe(top)}"
     if len(ranked) > 1:
         nxt = ranked[1]
-        separate = top["ci"][0] > max(nxt["ci"][1], -nxt["ci"][0]) if top["effect"] > 0 else top["ci"][1] < -abs(nxt["effect"])
+        separate = _abs_bounds(top)[0] > _abs_bounds(nxt)[1]
         text += f"; next is {describe(nxt)}; the intervals {'separate' if separate else 'overlap'}"
     if missing:
         text += f"; not estimable here: {', '.join(missing)}"

@@ -1,0 +1,1 @@
+"""Generators of synthetic images: DDPM (diffusers UNet, our Accelerate loop); StyleGAN2-ADA to come."""

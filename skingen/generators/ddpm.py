@@ -1,0 +1,172 @@
+"""DDPM training: diffusers UNet2DModel + DDPMScheduler, our own Accelerate loop (epsilon-prediction,
+MSE, AdamW with warm-up + cosine, clipping, EMA, mixed precision, accumulation), resumable.
+
+Outputs: ``state/`` + ``progress.json`` (training state), ``pipeline/`` (EMA network snapshot in
+diffusers format), ``curves.csv``, ``samples/step_<k>.png`` grids, ``train_summary.json``.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..atomic import write_csv, write_json
+from ..classify.loop import Preempted, Progress, StopFlag
+from ..data.classes import CLASS_NAMES
+from .ddpm_data import TrainImages
+from .ddpm_model import build_unet, load_unet
+
+
+@dataclass(frozen=True)
+class DDPMConfig:
+    """Everything a DDPM cell depends on."""
+
+    resolution: int = 32
+    channels: tuple[int, ...] = ()
+    layers_per_block: int = 2
+    classes: tuple[str, ...] = ("MEL",)
+    conditional: bool = False
+    max_steps: int = 10000
+    batch_size: int = 16
+    lr: float = 1e-4
+    warmup_steps: int = 500
+    weight_decay: float = 1e-6
+    grad_clip: float = 1.0
+    mixed_precision: str = "no"
+    grad_accum: int = 1
+    ema_decay: float = 0.9999
+    num_train_timesteps: int = 1000
+    random_flip: bool = True
+    checkpoint_every: int = 1000
+    grid_images: int = 16
+    grid_steps: int = 25
+    log_every: int = 10
+    init_from: str = ""
+    seed: int = 0
+
+
+def _setup(train_shard: Path, out: Path, cfg: DDPMConfig):
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from diffusers import DDPMScheduler
+    from diffusers.optimization import get_cosine_schedule_with_warmup
+    from diffusers.training_utils import EMAModel
+
+    set_seed(cfg.seed)
+    data = TrainImages(train_shard, cfg.classes, cfg.resolution)
+    n_class = len(CLASS_NAMES) if cfg.conditional else None
+    unet = (load_unet(cfg.init_from, cfg.resolution, n_class) if cfg.init_from
+            else build_unet(cfg.resolution, cfg.channels or None, cfg.layers_per_block, n_class))
+    acc = Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum,
+                      cpu=not torch.cuda.is_available())
+    opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, betas=(0.95, 0.999), weight_decay=cfg.weight_decay)
+    lr_sched = get_cosine_schedule_with_warmup(opt, cfg.warmup_steps, max(cfg.max_steps, 1))
+    ema = EMAModel(unet.parameters(), decay=cfg.ema_decay, use_ema_warmup=True, inv_gamma=1.0, power=0.75)
+    unet, opt, lr_sched = acc.prepare(unet, opt, lr_sched)
+    ema.to(acc.device)
+    acc.register_for_checkpointing(ema)
+    progress = Progress()
+    if (out / "progress.json").is_file() and (out / "state").is_dir():
+        acc.load_state(str(out / "state"))
+        progress = Progress.load(out / "progress.json")
+    noise = DDPMScheduler(num_train_timesteps=cfg.num_train_timesteps, beta_schedule="linear")
+    return acc, unet, opt, lr_sched, ema, noise, data, progress
+
+
+def _save(acc, out: Path, progress: Progress) -> None:
+    acc.wait_for_everyone()
+    acc.save_state(str(out / "state"))
+    if acc.is_main_process:
+        progress.save(out / "progress.json")
+
+
+def _step(acc, unet, opt, lr_sched, noise, data: TrainImages, cfg: DDPMConfig, micro: int) -> float:
+    per_process = max(1, cfg.batch_size // (acc.num_processes * cfg.grad_accum))
+    rng = np.random.default_rng([cfg.seed, micro, acc.process_index])
+    x, labels = data.batch(rng.integers(0, len(data), per_process), cfg.random_flip)
+    x = x.to(acc.device)
+    eps = torch.randn_like(x)
+    t = torch.randint(0, cfg.num_train_timesteps, (len(x),), device=acc.device)
+    with acc.accumulate(unet):
+        with acc.autocast():
+            pred = unet(noise.add_noise(x, eps, t), t, class_labels=labels.to(acc.device) if cfg.conditional else None).sample
+        loss = torch.nn.functional.mse_loss(pred.float(), eps)
+        acc.backward(loss)
+        if acc.sync_gradients:
+            acc.clip_grad_norm_(unet.parameters(), cfg.grad_clip)
+        opt.step()
+        lr_sched.step()
+        opt.zero_grad()
+    return float(loss.detach())
+
+
+def train_ddpm(train_shard: str | os.PathLike, out: str | os.PathLike, cfg: DDPMConfig,
+               stop_after_steps: int | None = None) -> dict:
+    """Train (or resume) a DDPM on the train shard's images of ``cfg.classes``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    acc, unet, opt, lr_sched, ema, noise, data, p = _setup(Path(train_shard), out, cfg)
+    start, losses = time.perf_counter(), []
+    with StopFlag() as stop:
+        while p.step < cfg.max_steps:
+            for _ in range(cfg.grad_accum):
+                losses.append(_step(acc, unet, opt, lr_sched, noise, data, cfg, p.batch))
+                p.batch += 1  # micro-batches so far: the data seed of the next one
+            ema.step(unet.parameters())
+            p.step += 1
+            if p.step % cfg.log_every == 0 or p.step == cfg.max_steps:
+                p.curves.append({"step": p.step, "loss": round(float(np.mean(losses)), 6), "lr": lr_sched.get_last_lr()[0]})
+                losses = []
+            if stop.requested or (stop_after_steps is not None and p.step >= stop_after_steps and p.step < cfg.max_steps):
+                _save(acc, out, p)
+                raise Preempted(f"stopped at step {p.step}; state saved in {out / 'state'}")
+            if cfg.checkpoint_every and p.step % cfg.checkpoint_every == 0:
+                _save(acc, out, p)
+                _snapshot(acc, unet, ema, noise, out, cfg, p.step)
+    _save(acc, out, p)
+    _snapshot(acc, unet, ema, noise, out, cfg, p.step)
+    return _summary(acc, unet, ema, data, out, cfg, p, time.perf_counter() - start)
+
+
+def _snapshot(acc, unet, ema, noise, out: Path, cfg: DDPMConfig, step: int) -> None:
+    """EMA weights as a diffusers pipeline folder (the network snapshot) and a sample grid."""
+    if not acc.is_main_process:
+        return
+    from diffusers import DDPMPipeline
+
+    from .ddpm_sample import sample_grid
+
+    ema_unet = copy.deepcopy(acc.unwrap_model(unet)).to("cpu")
+    ema.copy_to(ema_unet.parameters())
+    DDPMPipeline(unet=ema_unet, scheduler=noise).save_pretrained(str(out / "pipeline"))
+    write_json(out / "pipeline" / "snapshot.json", {"step": step, "ema": True, "ema_decay": cfg.ema_decay,
+                                                     "config": asdict(cfg)})
+    write_csv(out / "curves.csv", ("step", "loss", "lr"), Progress.load(out / "progress.json").curves
+              if (out / "progress.json").is_file() else [])
+    if cfg.grid_images:
+        sample_grid(out / "pipeline", out / "samples" / f"step_{step:07d}.png", cfg.grid_images, cfg.grid_steps,
+                    cfg.seed, class_index=None)
+
+
+def _summary(acc, unet, ema, data: TrainImages, out: Path, cfg: DDPMConfig, p: Progress, seconds: float) -> dict:
+    digest = hashlib.sha256()
+    for param in acc.unwrap_model(unet).parameters():
+        digest.update(param.detach().cpu().numpy().tobytes())
+    (out / "ranks").mkdir(exist_ok=True)
+    (out / "ranks" / f"rank{acc.process_index}.sha256").write_text(digest.hexdigest())
+    per_process = max(1, cfg.batch_size // (acc.num_processes * cfg.grad_accum))
+    summary = {"config": asdict(cfg), "steps": p.step, "seconds_this_process": round(seconds, 2),
+               "num_processes": acc.num_processes, "per_process_batch": per_process,
+               "effective_batch": per_process * acc.num_processes * cfg.grad_accum,
+               "train_images": len(data), "train_image_ids_sha256": data.ids_sha256(), "train_shard": data.source,
+               "final_loss": p.curves[-1]["loss"] if p.curves else None}
+    if acc.is_main_process:
+        write_json(out / "train_summary.json", summary)
+    acc.wait_for_everyone()
+    return summary

@@ -1,0 +1,55 @@
+"""DDPM training images: the train split's images of the chosen classes only (PROTOCOL rule 4)."""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from ..data.classes import CLASS_INDEX
+from ..data.shards import ShardReader
+from ..errors import UserError
+
+
+class TrainImages:
+    """uint8 images (N, R, R, 3) of ``classes`` from a train shard, with their labels and ids."""
+
+    def __init__(self, train_shard: str | Path, classes: tuple[str, ...], resolution: int):
+        reader = ShardReader(train_shard)
+        if reader.attrs.get("split") not in (None, "train"):
+            raise UserError(f"{train_shard}: split is {reader.attrs.get('split')!r}; generators train on the train split only")
+        unknown = [c for c in classes if c not in CLASS_INDEX]
+        if unknown:
+            raise UserError(f"classes {unknown} unknown; use names from {', '.join(CLASS_INDEX)}")
+        wanted = {CLASS_INDEX[c] for c in classes}
+        idx = [i for i, y in enumerate(reader.labels) if int(y) in wanted]
+        if not idx:
+            raise UserError(f"{train_shard}: no train images of {', '.join(classes)}")
+        self.images = np.stack([_resize(reader.image(i), resolution) for i in idx])
+        self.labels = torch.tensor([int(reader.labels[i]) for i in idx])
+        self.image_ids = [reader.image_ids[i] for i in idx]
+        self.source = str(reader.path)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def ids_sha256(self) -> str:
+        """Hash of the training image ids (recorded as provenance)."""
+        return hashlib.sha256("\n".join(self.image_ids).encode()).hexdigest()
+
+    def batch(self, indices: np.ndarray, flip: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images in [-1, 1], NCHW, randomly flipped (torch RNG: saved with the training state), and labels."""
+        x = torch.from_numpy(self.images[indices]).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+        if flip:
+            mask = torch.rand(len(indices)) < 0.5
+            x = torch.where(mask[:, None, None, None], x.flip(3), x)
+        return x, self.labels[indices]
+
+
+def _resize(image: np.ndarray, resolution: int) -> np.ndarray:
+    if image.shape[0] == resolution:
+        return image
+    interp = cv2.INTER_AREA if image.shape[0] > resolution else cv2.INTER_CUBIC
+    return cv2.resize(image, (resolution, resolution), interpolation=interp)

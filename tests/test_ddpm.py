@@ -1,0 +1,149 @@
+"""DDPM: presets, real fine-tuning, resume equals continuous, learning, conditional, sampling into shards."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from builders import REPO
+from skingen.data.classes import CLASS_INDEX
+from skingen.data.shards import ShardReader, ShardWriter
+from skingen.errors import UserError
+from skingen.generators.ddpm import DDPMConfig, train_ddpm
+from skingen.generators.ddpm_model import PRESETS, block_types, build_unet
+from skingen.generators.ddpm_sample import sample_images, sample_to_shard
+from skingen.classify.loop import Preempted
+
+REDS = np.array([[200, 40, 40], [180, 60, 30], [220, 30, 60]], np.uint8)
+TINY = dict(resolution=16, channels=(32, 64), layers_per_block=1, batch_size=8, lr=1e-3, warmup_steps=5,
+            checkpoint_every=0, grid_images=0, ema_decay=0.99)
+
+
+@pytest.fixture(scope="module")
+def flat_shard(tmp_path_factory):
+    """A train shard of 16 px flat reddish MEL images, plus a few SCC and an NV decoy."""
+    path = tmp_path_factory.mktemp("ddpm") / "train.h5"
+    with ShardWriter(path, 16, attrs={"split": "train"}) as w:
+        for i in range(48):
+            label = "NV" if i % 8 == 7 else ("SCC" if i % 8 == 6 else "MEL")
+            colour = np.array([40, 200, 40], np.uint8) if label == "NV" else REDS[i % 3]
+            w.add(np.broadcast_to(colour, (16, 16, 3)).copy(), CLASS_INDEX[label], f"img{i}", f"les{i}", "x")
+    return path
+
+
+def test_presets_put_attention_at_16x16():
+    for res, channels in PRESETS.items():
+        down, up = block_types(res, channels)
+        levels = [res // 2 ** i for i in range(len(channels))]
+        assert [d == "AttnDownBlock2D" for d in down] == [s == 16 for s in levels]
+        assert up == tuple("AttnUpBlock2D" if d.startswith("Attn") else "UpBlock2D" for d in reversed(down))
+
+
+def test_summary_cli(cli):
+    res = cli("gen", "summary", "--generator", "ddpm", "--resolution", "32")
+    assert res.code == 0
+    info = json.loads(res.out)
+    assert info["total"] == sum(p.numel() for p in build_unet(32).parameters()) and info["attention_at"] == 16
+    assert cli("gen", "summary", "--generator", "stylegan2_ada", "--resolution", "32").code == 2
+
+
+def test_trains_on_train_split_target_class_only(flat_shard, tmp_path):
+    summary = train_ddpm(flat_shard, tmp_path / "c", DDPMConfig(**TINY, max_steps=2))
+    mel_ids = [i for i, y in zip(ShardReader(flat_shard).image_ids, ShardReader(flat_shard).labels) if y == CLASS_INDEX["MEL"]]
+    import hashlib
+
+    assert summary["train_images"] == len(mel_ids)
+    assert summary["train_image_ids_sha256"] == hashlib.sha256("\n".join(mel_ids).encode()).hexdigest()
+    val = tmp_path / "val.h5"
+    with ShardWriter(val, 16, attrs={"split": "val"}) as w:
+        w.add(np.zeros((16, 16, 3), np.uint8), CLASS_INDEX["MEL"], "v", "v", "x")
+    with pytest.raises(UserError, match="train split only"):
+        train_ddpm(val, tmp_path / "v", DDPMConfig(**TINY, max_steps=1))
+
+
+def test_init_from_loads_the_weights(flat_shard, tmp_path):
+    from diffusers import DDPMPipeline, DDPMScheduler
+
+    unet = build_unet(16, (32, 64), 1)
+    torch.nn.init.normal_(unet.conv_in.weight, 0, 0.5)  # distinct from any fresh init
+    DDPMPipeline(unet=unet, scheduler=DDPMScheduler()).save_pretrained(tmp_path / "pretrained")
+    cfg = DDPMConfig(**{**TINY, "lr": 0.0}, max_steps=1, init_from=str(tmp_path / "pretrained"))
+    train_ddpm(flat_shard, tmp_path / "c", cfg)
+    from diffusers import UNet2DModel
+
+    tuned = UNet2DModel.from_pretrained(tmp_path / "c" / "pipeline", subfolder="unet")
+    assert torch.allclose(tuned.conv_in.weight, unet.conv_in.weight)
+    wrong = DDPMConfig(**{**TINY, "resolution": 32}, max_steps=1, init_from=str(tmp_path / "pretrained"))
+    with pytest.raises(UserError, match="16 px"):
+        train_ddpm(flat_shard, tmp_path / "w", wrong)
+
+
+def test_resume_after_stop_equals_continuous(flat_shard, tmp_path):
+    cfg = DDPMConfig(**TINY, max_steps=6, seed=2)
+    train_ddpm(flat_shard, tmp_path / "a", cfg)
+    with pytest.raises(Preempted):
+        train_ddpm(flat_shard, tmp_path / "b", cfg, stop_after_steps=3)
+    train_ddpm(flat_shard, tmp_path / "b", cfg)
+    from diffusers import UNet2DModel
+
+    a = UNet2DModel.from_pretrained(tmp_path / "a" / "pipeline", subfolder="unet").state_dict()
+    b = UNet2DModel.from_pretrained(tmp_path / "b" / "pipeline", subfolder="unet").state_dict()
+    for key in a:  # EMA weights after 6 steps; CPU arithmetic is deterministic, 1e-6 allows float noise
+        assert torch.allclose(a[key], b[key], atol=1e-6), key
+    assert (tmp_path / "a" / "ranks" / "rank0.sha256").read_text() == (tmp_path / "b" / "ranks" / "rank0.sha256").read_text()
+
+
+def test_loss_falls_and_samples_move_toward_the_data(flat_shard, tmp_path):
+    before = sample_images_untrained(tmp_path)
+    summary = train_ddpm(flat_shard, tmp_path / "c", DDPMConfig(**{**TINY, "batch_size": 16}, max_steps=200))
+    rows = [json.loads(json.dumps(r)) for r in _curves(tmp_path / "c")]
+    assert np.mean([r["loss"] for r in rows[-3:]]) < 0.5 * rows[0]["loss"]
+    after = sample_images(tmp_path / "c" / "pipeline", 12, "ddpm", 100, seed=1).reshape(-1, 3).mean(0)
+    target = REDS.mean(0)
+    assert np.linalg.norm(after - target) < np.linalg.norm(before - target) - 20, (before, after)
+    assert summary["steps"] == 200
+
+
+def sample_images_untrained(tmp_path):
+    from diffusers import DDPMPipeline, DDPMScheduler
+
+    DDPMPipeline(unet=build_unet(16, (32, 64), 1), scheduler=DDPMScheduler()).save_pretrained(tmp_path / "untrained")
+    return sample_images(tmp_path / "untrained", 12, "ddpm", 100, seed=1).reshape(-1, 3).mean(0)
+
+
+def _curves(cell):
+    from builders import read_rows
+
+    return [{"step": int(r["step"]), "loss": float(r["loss"])} for r in read_rows(cell / "curves.csv")]
+
+
+def test_conditional_sampling_into_a_shard_with_provenance(flat_shard, tmp_path):
+    cfg = DDPMConfig(**TINY, max_steps=3, conditional=True, classes=("MEL", "SCC"))
+    train_ddpm(flat_shard, tmp_path / "c", cfg)
+    shard = sample_to_shard(tmp_path / "c", tmp_path / "syn.h5", 5, "SCC", 24, "ddim", 5, seed=3, batch=2,
+                            conditional=True, generator_cell="train_gen/ddpm-abc")
+    reader = ShardReader(shard)
+    assert len(reader) == 5 and (reader.labels == CLASS_INDEX["SCC"]).all() and reader.image(0).shape == (24, 24, 3)
+    attrs = reader.attrs
+    assert attrs["synthetic"] and attrs["generator"] == "ddpm" and attrs["checkpoint_step"] == 3
+    assert attrs["sampler"] == "ddim" and attrs["sampling_steps"] == 5 and attrs["generator_cell"] == "train_gen/ddpm-abc"
+    again = sample_to_shard(tmp_path / "c", tmp_path / "syn2.h5", 5, "SCC", 24, "ddim", 5, seed=3, batch=2, conditional=True)
+    assert np.array_equal(ShardReader(again).image(4), reader.image(4))  # seeded
+
+
+def test_two_processes_hold_identical_parameters(flat_shard, tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[ddpm]\nresolution = 16\nchannels = [32, 64]\nlayers_per_block = 1\nbatch_size = 8\n'
+                   'checkpoint_every = 0\ngrid_images = 0\nmax_steps = 3\n')
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           "-m", "skingen.cli", "gen", "train", str(flat_shard.parent), "--out", str(tmp_path / "c"),
+                           "--config", str(cfg)], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ranks = sorted((tmp_path / "c" / "ranks").glob("rank*.sha256"))
+    assert len(ranks) == 2 and ranks[0].read_text() == ranks[1].read_text()
+    summary = json.loads((tmp_path / "c" / "train_summary.json").read_text())
+    assert summary["num_processes"] == 2 and summary["effective_batch"] == 2 * summary["per_process_batch"] == 8

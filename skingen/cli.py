@@ -128,7 +128,13 @@ def _add_classify(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_run(a: argparse.Namespace) -> int:
-    from .grid.run import run_study
+    from .grid.run import run_study, submit_driver
+
+    if a.detach:
+        job = submit_driver(a.study, a.out)
+        print(f"driver job {job} submitted: it runs every stage on SLURM and writes the report; "
+              f"follow it with 'skingen status' on the results folder")
+        return 0
 
     summary = run_study(a.study, executor=a.executor, out=a.out, dry_run=a.dry_run)
     failed = sum(c["failed"] for c in summary.values())
@@ -159,6 +165,7 @@ def _add_grid(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--executor", choices=("debug", "local", "slurm"), help="default: the study's executor.kind")
     p.add_argument("--out", help="results folder (default results/<study name>)")
     p.add_argument("--dry-run", action="store_true", help="print cells per stage and their state; run nothing")
+    p.add_argument("--detach", action="store_true", help="slurm: submit a driver job and return at once")
     p.set_defaults(fn=_cmd_run)
     p = sub.add_parser("report", help="closing analysis of a results folder into DIR/report/")
     p.add_argument("results", metavar="DIR")

@@ -100,3 +100,13 @@ def test_preempted_training_cell_requeues_and_resumes_to_the_same_result(slurm_c
     probs_b = [[float(r[k]) for k in r if k.startswith("prob_")] for r in b]
     assert [r["image_id"] for r in a] == [r["image_id"] for r in b]
     assert np.allclose(probs, probs_b, atol=1e-5)  # same single-CPU job settings: resume equals continuous
+
+
+def test_detached_driver_job_runs_the_study_after_the_shell_returns(slurm_cluster, tmp_path, cli):
+    study = study_variant(tmp_path, replace={'arms = ["real", "oversample"]': 'arms = ["real"]'})
+    start = time.time()
+    res = cli("run", study, "--executor", "slurm", "--out", tmp_path / "r", "--detach")
+    assert res.code == 0 and "driver job" in res.out and time.time() - start < 30
+    cells = plan_study(load_study(study))
+    _wait(lambda: (tmp_path / "r" / "report" / "index.html").is_file(), 400, "the driver to finish the study", step=2)
+    assert all(cell_state(c, tmp_path / "r") == "done" for c in cells)

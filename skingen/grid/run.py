@@ -94,6 +94,24 @@ def run_study(study: str | os.PathLike, executor: str | None = None, out: str | 
     return summary
 
 
+def submit_driver(study: str | os.PathLike, out: str | os.PathLike | None = None) -> str:
+    """Submit ``skingen run --executor slurm`` itself as a small SLURM job, so the submitting shell may exit.
+
+    The driver submits each stage's job array, waits for it, then writes the report; returns its job id.
+    """
+    import submitit
+
+    spec = load_study(study)
+    root = results_root(spec, out).resolve()
+    profile = _profile(spec, "slurm").for_stage("driver")
+    executor = submitit.AutoExecutor(folder=root / ".submitit" / f"driver-{time.strftime('%Y%m%d-%H%M%S')}" / "%j",
+                                     cluster="slurm")
+    executor.update_parameters(name=f"skingen-driver-{spec.name}", timeout_min=max(profile.timeout_min, 24 * 60),
+                               cpus_per_task=1, mem_gb=2, slurm_partition=profile.partition or None)
+    job = executor.submit(run_study, str(Path(study).resolve()), "slurm", str(root))
+    return str(job.job_id)
+
+
 def status_lines(root: str | os.PathLike) -> list[str]:
     """The status of a results folder: per-stage counts, then each failed cell with its log and error."""
     root = Path(root)

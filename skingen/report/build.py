@@ -14,8 +14,9 @@ from .original import original_comparison
 from .stats import KEY_METRICS, architecture_effect, paired_effect, verdict
 from .tables import GLOBAL_COLUMNS, MEL_COLUMNS, Table, delta_table, effects_table, metric_table, missing_table
 
-MISSING_STAGES = [["—", "—", "—", "—", "generative metrics, t-SNE panels and synthetic arms: no generator stage in "
-                   "this version (StyleGAN2-ADA, DDPM and generative metrics are still to land)"]]
+MISSING_STAGES = [["—", "—", "—", "—", "generative metrics, t-SNE panels and synthetic arms: the study runner does not "
+                   "plan generator cells yet (DDPM exists as 'skingen gen'; StyleGAN2-ADA and the generative metrics "
+                   "are still to land)"]]
 
 
 def factor_effects(rows: list[dict]) -> list[dict]:

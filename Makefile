@@ -31,7 +31,7 @@ demo: install
 	@echo "  run 2 at a time by the local executor; about 10-15 minutes on 2 cores. Results: $(DEMO_OUT)/"
 	$(VENV)/bin/skingen run jobs/demo.toml --executor local --out $(DEMO_OUT)
 	$(VENV)/bin/skingen status $(DEMO_OUT)
-	@echo "demo outputs in $(DEMO_OUT)/: <stage>/<cell>/ folders (cell.json, predictions.csv, metrics.json, gradcam.png, ...)"
+	@echo "demo report: $(DEMO_OUT)/report/index.html (tables, figures, protocol audit); per-cell outputs in $(DEMO_OUT)/<stage>/<cell>/"
 
 bench: install
 	$(PY) benchmarks/bench_data.py

@@ -6,7 +6,6 @@ The code ``scc`` in ``dx`` exists only in the phantom (real HAM10000 has no SCC)
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import dataclass

@@ -14,6 +14,8 @@ from typing import Callable, Sequence
 
 import h5py
 import numpy as np
+import torch
+import torch.utils.data
 
 from .. import __version__
 from ..errors import UserError
@@ -148,13 +150,7 @@ class ShardReader:
         self._h5 = self._images = None
 
 
-def _torch_dataset_base():
-    import torch.utils.data
-
-    return torch.utils.data.Dataset
-
-
-class ShardDataset(_torch_dataset_base()):
+class ShardDataset(torch.utils.data.Dataset):
     """A torch Dataset over one or more shards: items are (uint8 CHW tensor, or transform(HWC array), label)."""
 
     def __init__(self, paths: Sequence[str | os.PathLike], transform: Callable | None = None):
@@ -171,8 +167,6 @@ class ShardDataset(_torch_dataset_base()):
         return np.concatenate([r.labels for r in self.readers]) if self.readers else np.zeros(0, np.int64)
 
     def __getitem__(self, index: int):
-        import torch
-
         if index < 0:
             index += len(self)
         k = int(np.searchsorted(self.offsets, index, side="right") - 1)

@@ -128,13 +128,13 @@ def train_ddpm(train_shard: str | os.PathLike, out: str | os.PathLike, cfg: DDPM
                 raise Preempted(f"stopped at step {p.step}; state saved in {out / 'state'}")
             if cfg.checkpoint_every and p.step % cfg.checkpoint_every == 0:
                 _save(acc, out, p)
-                _snapshot(acc, unet, ema, noise, out, cfg, p.step)
+                _snapshot(acc, unet, ema, noise, out, cfg, p.step, p.curves)
     _save(acc, out, p)
-    _snapshot(acc, unet, ema, noise, out, cfg, p.step)
+    _snapshot(acc, unet, ema, noise, out, cfg, p.step, p.curves)
     return _summary(acc, unet, ema, data, out, cfg, p, time.perf_counter() - start)
 
 
-def _snapshot(acc, unet, ema, noise, out: Path, cfg: DDPMConfig, step: int) -> None:
+def _snapshot(acc, unet, ema, noise, out: Path, cfg: DDPMConfig, step: int, curves: list) -> None:
     """EMA weights as a diffusers pipeline folder (the network snapshot) and a sample grid."""
     if not acc.is_main_process:
         return
@@ -147,8 +147,7 @@ def _snapshot(acc, unet, ema, noise, out: Path, cfg: DDPMConfig, step: int) -> N
     DDPMPipeline(unet=ema_unet, scheduler=noise).save_pretrained(str(out / "pipeline"))
     write_json(out / "pipeline" / "snapshot.json", {"step": step, "ema": True, "ema_decay": cfg.ema_decay,
                                                      "config": asdict(cfg)})
-    write_csv(out / "curves.csv", ("step", "loss", "lr"), Progress.load(out / "progress.json").curves
-              if (out / "progress.json").is_file() else [])
+    write_csv(out / "curves.csv", ("step", "loss", "lr"), curves)
     if cfg.grid_images:
         sample_grid(out / "pipeline", out / "samples" / f"step_{step:07d}.png", cfg.grid_images, cfg.grid_steps,
                     cfg.seed, class_index=None)

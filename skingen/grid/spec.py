@@ -9,6 +9,7 @@ from ..classify.arms import ARMS
 from ..classify.models import MODELS
 from ..classify.train import TrainConfig
 from ..config import from_dict, load_toml
+from ..data.split import SplitConfig
 from ..errors import UserError
 from ..preprocess.registry import PRESETS
 
@@ -30,16 +31,6 @@ class DataSpec:
     source: str = "auto"
     milk10k_modality: str = "dermoscopic"
     phantom: PhantomSpec | None = None
-
-
-@dataclass(frozen=True)
-class SplitSpec:
-    """Lesion-grouped split settings."""
-
-    val: float = 0.15
-    test: float = 0.15
-    seed: int = 0
-    dedup: bool = True
 
 
 @dataclass(frozen=True)
@@ -72,7 +63,7 @@ class StudySpec:
     seeds: tuple[int, ...]
     pipelines: tuple[str, ...]
     data: DataSpec
-    split: SplitSpec
+    split: SplitConfig
     classify: ClassifySpec
     executor: ExecutorSpec
     compare_to_original: bool = False
@@ -125,7 +116,8 @@ def load_study(path: str | os.PathLike) -> StudySpec:
             raise UserError(f"{where}: [study] needs {key}")
     spec = from_dict(StudySpec, {
         "seeds": (0,), "pipelines": ("basic",), **study, "path": str(path.resolve()), "data": data_spec,
-        "split": from_dict(SplitSpec, _table(raw, "split", where), f"{where} [split]"),
+        # studies de-duplicate near-identical images by default (the split CLI does so only when asked)
+        "split": from_dict(SplitConfig, {"dedup": True, **_table(raw, "split", where)}, f"{where} [split]"),
         "classify": classify_spec,
         "executor": from_dict(ExecutorSpec, _table(raw, "executor", where), f"{where} [executor]"),
     }, f"{where} [study]")

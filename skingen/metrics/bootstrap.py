@@ -60,7 +60,6 @@ def paired_deltas(y: np.ndarray, prob_base: np.ndarray, prob_arm: np.ndarray, le
 
 
 def _midrank_components(pos_scores: np.ndarray, neg_scores: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-    m, n = len(pos_scores), len(neg_scores)
     # psi(x, y) = 1 if x > y, 0.5 if equal; V10 per positive, V01 per negative
     diff = pos_scores[:, None] - neg_scores[None, :]
     psi = (diff > 0) + 0.5 * (diff == 0)

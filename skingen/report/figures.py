@@ -2,7 +2,6 @@
 Grad-CAM grid, preprocessing before/after. Each returns the PNG path or None when there is no data."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import matplotlib
@@ -72,7 +71,7 @@ def training_curves(rows: list[dict], out: Path) -> Path | None:
     if not curves:
         return None
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    for r, path in curves:
+    for _, path in curves:
         _, data = read_table(path, ("epoch", "val_macro_f1"))
         ax.plot([int(d["epoch"]) for d in data], [float(d["val_macro_f1"]) for d in data], lw=0.8, alpha=0.7)
     ax.set_xlabel("epoch")
@@ -115,7 +114,3 @@ def preprocessing_panel(res: Results, out: Path, n: int = 6) -> Path | None:
             axes[i][j].set_title(f"{name}\n{image_id}" if j == 0 else image_id, fontsize=6)
     return _save(fig, out)
 
-
-def load_json(path: Path) -> dict:
-    """JSON file content."""
-    return json.loads(path.read_text())

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
+from .cli_gen import add_assets_parser, add_gen_parser, overrides
 from .errors import UserError
 
 
@@ -73,9 +74,9 @@ def _cmd_classify_train(a: argparse.Namespace) -> int:
     from .config import from_dict, load_toml
 
     data = load_toml(a.config) if a.config else {}
-    train = from_dict(TrainConfig, {**data.get("train", {}), **_overrides(a, ("model", "epochs", "seed", "batch_size"))},
+    train = from_dict(TrainConfig, {**data.get("train", {}), **overrides(a, ("model", "epochs", "seed", "batch_size"))},
                       f"{a.config or 'options'} [train]")
-    arm = from_dict(ArmConfig, {**data.get("arm", {}), **_overrides(a, ("arm", "dose", "synthetic_shard"), {"arm": "name"})},
+    arm = from_dict(ArmConfig, {**data.get("arm", {}), **overrides(a, ("arm", "dose", "synthetic_shard"), {"arm": "name"})},
                     f"{a.config or 'options'} [arm]")
     try:
         summary = train_classifier(a.shards, a.out, train, arm)
@@ -85,11 +86,6 @@ def _cmd_classify_train(a: argparse.Namespace) -> int:
     print(f"trained {train.model} ({arm.name}) best val macro-F1 {summary['best_val_macro_f1']:.3f} at epoch "
           f"{summary['best_epoch']}; predictions, curves, Grad-CAM in {a.out}")
     return 0
-
-
-def _overrides(a: argparse.Namespace, names: tuple[str, ...], rename: dict | None = None) -> dict:
-    rename = rename or {}
-    return {rename.get(n, n): getattr(a, n) for n in names if getattr(a, n, None) is not None}
 
 
 def _cmd_classify_metrics(a: argparse.Namespace) -> None:
@@ -175,70 +171,6 @@ def _add_grid(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(fn=_cmd_status)
 
 
-def _cmd_gen_summary(a: argparse.Namespace) -> None:
-    import json
-
-    if a.generator != "ddpm":
-        raise UserError(f"--generator {a.generator!r}: only ddpm is implemented so far (stylegan2_ada is still to land)")
-    from .generators.ddpm_model import parameter_counts
-
-    print(json.dumps(parameter_counts(a.resolution, 5 if a.conditional else None), indent=2))
-
-
-def _cmd_gen_train(a: argparse.Namespace) -> int:
-    from .classify.loop import Preempted
-    from .config import from_dict, load_toml
-    from .generators.ddpm import DDPMConfig, train_ddpm
-
-    data = load_toml(a.config).get("ddpm", {}) if a.config else {}
-    cfg = from_dict(DDPMConfig, {**data, **_overrides(a, ("max_steps", "seed", "resolution"))}, f"{a.config or 'options'} [ddpm]")
-    try:
-        summary = train_ddpm(Path(a.shards) / "train.h5", a.out, cfg)
-    except Preempted as exc:
-        print(f"skingen: preempted: {exc}; run the same command again to resume", file=sys.stderr)
-        return 3
-    print(f"ddpm: {summary['steps']} steps on {summary['train_images']} train images; EMA snapshot in {a.out}/pipeline")
-    return 0
-
-
-def _cmd_gen_sample(a: argparse.Namespace) -> None:
-    from .generators.ddpm_sample import sample_to_shard
-
-    out = sample_to_shard(a.cell, a.out, a.n, a.label, a.image_size, a.sampler, a.steps, a.seed, a.batch, a.conditional)
-    print(f"{a.n} synthetic {a.label} images -> {out}")
-
-
-def _add_gen(sub: argparse._SubParsersAction) -> None:
-    gen = sub.add_parser("gen", help="generators: parameter summary, DDPM training and sampling").add_subparsers(
-        dest="gen_cmd", required=True)
-    p = gen.add_parser("summary", help="JSON parameter counts of a generator preset")
-    p.add_argument("--generator", required=True, help="ddpm (stylegan2_ada to come)")
-    p.add_argument("--resolution", type=int, required=True)
-    p.add_argument("--preset", help="accepted for the DESIGN contract; DDPM presets follow the resolution")
-    p.add_argument("--conditional", action="store_true")
-    p.set_defaults(fn=_cmd_gen_summary)
-    p = gen.add_parser("train", help="train a DDPM on the train shard's target class")
-    p.add_argument("shards", help="folder with train.h5")
-    p.add_argument("--out", required=True)
-    p.add_argument("--config", help="TOML with a [ddpm] table (any DDPMConfig field)")
-    p.add_argument("--max-steps", dest="max_steps", type=int)
-    p.add_argument("--resolution", type=int)
-    p.add_argument("--seed", type=int)
-    p.set_defaults(fn=_cmd_gen_train)
-    p = gen.add_parser("sample", help="sample a trained DDPM cell into a synthetic shard")
-    p.add_argument("cell", help="the DDPM cell folder (holds pipeline/)")
-    p.add_argument("--out", required=True, help="synthetic shard .h5")
-    p.add_argument("--n", type=int, required=True)
-    p.add_argument("--label", default="MEL")
-    p.add_argument("--image-size", dest="image_size", type=int, required=True)
-    p.add_argument("--sampler", default="ddim", help="ddim|ddpm")
-    p.add_argument("--steps", type=int, default=50)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--conditional", action="store_true")
-    p.set_defaults(fn=_cmd_gen_sample)
-
-
 def _add_data(sub: argparse._SubParsersAction) -> None:
     data = sub.add_parser("data", help="phantom dataset, ingest, split, pack").add_subparsers(dest="data_cmd", required=True)
     workers = dict(type=int, default=min(2, os.cpu_count() or 1), help="worker processes (default: %(default)s)")
@@ -289,7 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_preprocess(sub)
     _add_classify(sub)
     _add_grid(sub)
-    _add_gen(sub)
+    add_gen_parser(sub)
+    add_assets_parser(sub)
     return parser
 
 

@@ -41,9 +41,8 @@ def weights_file(name: str, weights_dir: str | os.PathLike | None) -> Path:
         if path.is_file():
             return path
     raise UserError(f"{root / 'timm' / (spec.timm_name + '.safetensors')}: ImageNet weights for {name} not found; "
-                    f"put them there (e.g. on a login node: python -c \"import timm, safetensors.torch as s; "
-                    f"s.save_file(timm.create_model('{spec.timm_name}', pretrained=True).state_dict(), "
-                    f"'{spec.timm_name}.safetensors')\") or set pretrained = false")
+                    f"run 'skingen assets fetch --only {name}' on a machine with internet (same SKINGEN_ASSETS), "
+                    "or set pretrained = false")
 
 
 def create_model(name: str, num_classes: int = 5, image_size: int = 224, pretrained: bool = False,

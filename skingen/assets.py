@@ -1,0 +1,154 @@
+"""Offline assets: ``skingen assets fetch`` fills one cache dir on a machine with internet, ``check`` verifies it.
+
+Jobs never download (compute nodes are offline): extractors and classifiers read their weights from
+the cache and fail with the fetch command when a file is missing. ``fetch`` records each file's
+sha256 in ``assets.json`` in the cache; ``check`` recomputes them. A mirror (``--mirror URL`` or
+``$SKINGEN_ASSET_MIRROR``) serves ``URL/<host>/<path>`` in place of ``https://<host>/<path>``,
+for sites with an internal mirror (and for the tests, which serve files themselves).
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import logging
+import os
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from .atomic import atomic_path, write_json
+from .errors import UserError
+from .metrics.extractors import assets_dir, sha256_file
+
+log = logging.getLogger(__name__)
+HF = "https://huggingface.co"
+
+
+@dataclass(frozen=True)
+class Asset:
+    """One file of the cache: where it lives under the cache dir and where it comes from."""
+
+    path: str
+    url: str
+    sha256: str | None = None  # pinned checksum, verified on fetch when known
+
+
+def _timm(timm_name: str, hub_id: str) -> Asset:
+    return Asset(f"timm/{timm_name}.safetensors", f"{HF}/timm/{hub_id}/resolve/main/model.safetensors")
+
+
+ASSETS: dict[str, list[Asset]] = {
+    "inception": [Asset("inception/inception-2015-12-05.pt", "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/"
+                        "pretrained/metrics/inception-2015-12-05.pt")],
+    "dinov2_vits14": [_timm("vit_small_patch14_dinov2.lvd142m", "vit_small_patch14_dinov2.lvd142m")],
+    "resnet18": [_timm("resnet18", "resnet18.a1_in1k")],
+    "resnet50": [_timm("resnet50", "resnet50.a1_in1k")],
+    "vit_b16": [_timm("vit_base_patch16_224", "vit_base_patch16_224.augreg2_in21k_ft_in1k")],
+    "efficientnet_b0": [_timm("efficientnet_b0", "efficientnet_b0.ra_in1k")],
+    "vgg16": [_timm("vgg16", "vgg16.tv_in1k")],
+    "ddpm_celebahq_256": [Asset(f"diffusers/ddpm-celebahq-256/{f}", f"{HF}/google/ddpm-celebahq-256/resolve/main/{f}")
+                          for f in ("config.json", "diffusion_pytorch_model.safetensors")],
+}
+
+
+def _source(url: str, mirror: str | None) -> str:
+    if not mirror:
+        return url
+    parts = urllib.parse.urlsplit(url)
+    return f"{mirror.rstrip('/')}/{parts.netloc}{parts.path}"
+
+
+def _download(url: str, target: Path, expected: str | None) -> str:
+    """Stream ``url`` into ``target`` atomically; return its sha256 (checked against ``expected``)."""
+    digest = hashlib.sha256()
+    try:
+        with urllib.request.urlopen(url, timeout=60) as resp, atomic_path(target) as tmp, open(tmp, "wb") as fh:
+            total = int(resp.headers.get("Content-Length") or 0) or None
+            with tqdm(total=total, unit="B", unit_scale=True, desc=target.name, leave=False) as bar:
+                for block in iter(lambda: resp.read(1 << 20), b""):
+                    fh.write(block)
+                    digest.update(block)
+                    bar.update(len(block))
+            fh.flush()
+            if expected and digest.hexdigest() != expected:
+                raise UserError(f"{url}: sha256 {digest.hexdigest()} differs from the pinned {expected}; "
+                                "the file changed upstream or the mirror is stale")
+    except (urllib.error.URLError, OSError) as exc:
+        raise UserError(f"{url}: download failed ({exc}); run 'skingen assets fetch' where there is internet, "
+                        "or pass --mirror") from None
+    return digest.hexdigest()
+
+
+def _manifest_path(cache: Path) -> Path:
+    return cache / "assets.json"
+
+
+def _read_manifest(cache: Path) -> dict:
+    path = _manifest_path(cache)
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError:
+        raise UserError(f"{path}: not valid JSON; delete it and run 'skingen assets fetch' again") from None
+
+
+def _select(names: list[str] | None) -> list[str]:
+    names = names or list(ASSETS)
+    unknown = [n for n in names if n not in ASSETS]
+    if unknown:
+        raise UserError(f"asset(s) {', '.join(unknown)} unknown; available: {', '.join(ASSETS)}")
+    return names
+
+
+def fetch(names: list[str] | None = None, cache: str | os.PathLike | None = None, mirror: str | None = None,
+          force: bool = False) -> dict:
+    """Download the named assets (default: all) into the cache; record sha256s in ``assets.json``."""
+    root = assets_dir(cache)
+    mirror = mirror or os.environ.get("SKINGEN_ASSET_MIRROR")
+    manifest = _read_manifest(root)
+    for name in _select(names):
+        for asset in ASSETS[name]:
+            target = root / asset.path
+            if target.is_file() and not force and asset.path in manifest:
+                log.info("%s: already in the cache (%s)", name, target)
+                continue
+            url = _source(asset.url, mirror)
+            log.info("fetching %s <- %s", target, url)
+            manifest[asset.path] = {"asset": name, "url": asset.url, "sha256": _download(url, target, asset.sha256),
+                                    "fetched": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+            write_json(_manifest_path(root), manifest)
+    return manifest
+
+
+def check(names: list[str] | None = None, cache: str | os.PathLike | None = None) -> list[str]:
+    """Problems with the named assets (default: every fetched one): missing files or sha256 mismatches."""
+    root = assets_dir(cache)
+    manifest = _read_manifest(root)
+    if names:
+        wanted = [a for n in _select(names) for a in ASSETS[n]]
+    else:
+        wanted = [a for files in ASSETS.values() for a in files if a.path in manifest]
+        if not wanted:
+            return [f"{root}: no assets fetched yet; run 'skingen assets fetch' (all) or '--only NAME'"]
+    problems = []
+    for asset in wanted:
+        target, entry = root / asset.path, manifest.get(asset.path)
+        if not target.is_file():
+            problems.append(f"{target}: missing; run 'skingen assets fetch --only {_owner(asset)}'")
+        elif entry is None:
+            problems.append(f"{target}: not recorded in {_manifest_path(root)}; run 'skingen assets fetch --force "
+                            f"--only {_owner(asset)}'")
+        elif sha256_file(target) != entry["sha256"]:
+            problems.append(f"{target}: sha256 differs from the one recorded at fetch; "
+                            f"run 'skingen assets fetch --force --only {_owner(asset)}'")
+    return problems
+
+
+def _owner(asset: Asset) -> str:
+    return next(name for name, files in ASSETS.items() if asset in files)

@@ -1,0 +1,158 @@
+"""``skingen gen ...`` and ``skingen assets ...``: generator, generative-metric and asset-cache commands."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import UserError
+
+
+def overrides(a: argparse.Namespace, names: tuple[str, ...], rename: dict | None = None) -> dict:
+    """Config fields given on the command line (not None), renamed where the flag differs from the field."""
+    rename = rename or {}
+    return {rename.get(n, n): getattr(a, n) for n in names if getattr(a, n, None) is not None}
+
+
+def _cmd_gen_summary(a: argparse.Namespace) -> None:
+    if a.generator != "ddpm":
+        raise UserError(f"--generator {a.generator!r}: only ddpm is implemented so far (stylegan2_ada is still to land)")
+    from .generators.ddpm_model import parameter_counts
+
+    print(json.dumps(parameter_counts(a.resolution, 5 if a.conditional else None), indent=2))
+
+
+def _cmd_gen_train(a: argparse.Namespace) -> int:
+    from .classify.loop import Preempted
+    from .config import from_dict, load_toml
+    from .generators.ddpm import DDPMConfig, train_ddpm
+
+    data = load_toml(a.config).get("ddpm", {}) if a.config else {}
+    cfg = from_dict(DDPMConfig, {**data, **overrides(a, ("max_steps", "seed", "resolution"))}, f"{a.config or 'options'} [ddpm]")
+    try:
+        summary = train_ddpm(Path(a.shards) / "train.h5", a.out, cfg)
+    except Preempted as exc:
+        print(f"skingen: preempted: {exc}; run the same command again to resume", file=sys.stderr)
+        return 3
+    print(f"ddpm: {summary['steps']} steps on {summary['train_images']} train images; EMA snapshot in {a.out}/pipeline")
+    return 0
+
+
+def _cmd_gen_sample(a: argparse.Namespace) -> None:
+    from .generators.ddpm_sample import sample_to_shard
+
+    out = sample_to_shard(a.cell, a.out, a.n, a.label, a.image_size, a.sampler, a.steps, a.seed, a.batch, a.conditional)
+    print(f"{a.n} synthetic {a.label} images -> {out}")
+
+
+def add_gen_parser(sub: argparse._SubParsersAction) -> None:
+    gen = sub.add_parser("gen", help="generators: parameter summary, DDPM training and sampling").add_subparsers(
+        dest="gen_cmd", required=True)
+    p = gen.add_parser("summary", help="JSON parameter counts of a generator preset")
+    p.add_argument("--generator", required=True, help="ddpm (stylegan2_ada to come)")
+    p.add_argument("--resolution", type=int, required=True)
+    p.add_argument("--preset", help="accepted for the DESIGN contract; DDPM presets follow the resolution")
+    p.add_argument("--conditional", action="store_true")
+    p.set_defaults(fn=_cmd_gen_summary)
+    p = gen.add_parser("train", help="train a DDPM on the train shard's target class")
+    p.add_argument("shards", help="folder with train.h5")
+    p.add_argument("--out", required=True)
+    p.add_argument("--config", help="TOML with a [ddpm] table (any DDPMConfig field)")
+    p.add_argument("--max-steps", dest="max_steps", type=int)
+    p.add_argument("--resolution", type=int)
+    p.add_argument("--seed", type=int)
+    p.set_defaults(fn=_cmd_gen_train)
+    p = gen.add_parser("sample", help="sample a trained DDPM cell into a synthetic shard")
+    p.add_argument("cell", help="the DDPM cell folder (holds pipeline/)")
+    p.add_argument("--out", required=True, help="synthetic shard .h5")
+    p.add_argument("--n", type=int, required=True)
+    p.add_argument("--label", default="MEL")
+    p.add_argument("--image-size", dest="image_size", type=int, required=True)
+    p.add_argument("--sampler", default="ddim", help="ddim|ddpm")
+    p.add_argument("--steps", type=int, default=50)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--conditional", action="store_true")
+    p.set_defaults(fn=_cmd_gen_sample)
+    _add_gen_metrics(gen)
+
+
+def _cmd_gen_metrics(a: argparse.Namespace) -> None:
+    from .config import from_dict, load_toml
+    from .metrics.gen_eval import GenMetricsConfig, evaluate_synthetic
+
+    data = load_toml(a.config).get("gen_metrics", {}) if a.config else {}
+    cfg = from_dict(GenMetricsConfig, {**data, **overrides(a, ("extractor", "n_boot", "seed"))},
+                    f"{a.config or 'options'} [gen_metrics]")
+    r = evaluate_synthetic(a.synthetic, a.real, a.out, cfg, a.features, a.assets)
+    print(f"{r['label']}: FID {r['fid']:.3f} [{r['fid_ci'][0]:.3f}, {r['fid_ci'][1]:.3f}] (real floor "
+          f"{r['fid_floor']:.3f}), KID {r['kid']:.5f} ± {r['kid_std']:.5f}, P {r['precision']:.3f} R {r['recall']:.3f}, "
+          f"memorised {r['memorised_fraction']:.3f}; n_real {r['n_real']} n_fake {r['n_fake']} -> {a.out}/metrics.json")
+
+
+def _cmd_gen_tsne(a: argparse.Namespace) -> None:
+    from .metrics.extractors import load_extractor
+    from .metrics.feature_space import tsne_figure
+    from .metrics.features import ImageSet, extract_features
+
+    extractor = load_extractor(a.extractor, a.assets)
+    groups = {"real": extract_features(ImageSet(Path(a.real) / "train.h5", a.label), extractor).features}
+    for spec in a.synthetic:
+        name, _, path = spec.rpartition("=")
+        groups[name or Path(path).stem] = extract_features(ImageSet(Path(path)), extractor).features
+    result = tsne_figure(groups, a.out, f"{a.label}: real vs synthetic [{extractor.name}]", "real", a.perplexity, a.seed)
+    print(f"t-SNE of {', '.join(f'{k} ({v})' for k, v in result['settings']['sources'].items())} -> {a.out}/tsne.png")
+
+
+def _add_gen_metrics(gen: argparse._SubParsersAction) -> None:
+    p = gen.add_parser("metrics", help="FID/KID/IS/precision/recall/memorisation of a synthetic shard")
+    p.add_argument("synthetic", help="synthetic shard .h5 (from 'skingen gen sample')")
+    p.add_argument("--real", required=True, help="real shard folder with train.h5 and test.h5")
+    p.add_argument("--out", required=True, help="folder for metrics.json, closest_pairs.png, features/")
+    p.add_argument("--features", help="shared cache folder for the real features (default OUT/features)")
+    p.add_argument("--config", help="TOML with a [gen_metrics] table (any GenMetricsConfig field)")
+    p.add_argument("--extractor", help="inception|dinov2_vits14|tiny (default inception)")
+    p.add_argument("--n-boot", dest="n_boot", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--assets", help="asset cache (default $SKINGEN_ASSETS or ~/.cache/skingen)")
+    p.set_defaults(fn=_cmd_gen_metrics)
+    p = gen.add_parser("tsne", help="t-SNE of real vs synthetic features, with a centroid/spread table")
+    p.add_argument("synthetic", nargs="+", help="NAME=SHARD.h5 per generator")
+    p.add_argument("--real", required=True, help="real shard folder with train.h5")
+    p.add_argument("--label", default="MEL")
+    p.add_argument("--out", required=True)
+    p.add_argument("--extractor", default="inception")
+    p.add_argument("--perplexity", type=float, default=30.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--assets")
+    p.set_defaults(fn=_cmd_gen_tsne)
+
+
+def _cmd_assets(a: argparse.Namespace) -> int:
+    from .assets import check, fetch
+
+    if a.assets_cmd == "fetch":
+        manifest = fetch(a.only, a.cache, a.mirror, a.force)
+        print(f"{len(manifest)} asset file(s) recorded with sha256 in the cache")
+        return 0
+    problems = check(a.only, a.cache)
+    for line in problems:
+        print(f"skingen: {line}", file=sys.stderr)
+    if not problems:
+        print("assets: all present, checksums match")
+    return 2 if problems else 0
+
+
+def add_assets_parser(sub: argparse._SubParsersAction) -> None:
+    assets = sub.add_parser("assets", help="prefetch / verify pretrained weights in the local cache").add_subparsers(
+        dest="assets_cmd", required=True)
+    for name, text in (("fetch", "download weights into the cache (needs internet or --mirror)"),
+                       ("check", "verify the cached files against their recorded sha256")):
+        p = assets.add_parser(name, help=text)
+        p.add_argument("--only", nargs="+", metavar="NAME", help="asset names (default: all)")
+        p.add_argument("--cache", help="cache dir (default $SKINGEN_ASSETS or ~/.cache/skingen)")
+        if name == "fetch":
+            p.add_argument("--mirror", help="base URL serving <host>/<path> (default $SKINGEN_ASSET_MIRROR)")
+            p.add_argument("--force", action="store_true", help="download again even if present")
+        p.set_defaults(fn=_cmd_assets)

@@ -1,0 +1,162 @@
+"""Feature extractors for generative metrics: one registry, one interface.
+
+An :class:`Extractor` takes float NCHW images in [0, 255] at its ``input_size`` and returns
+``(features (N, D), logits (N, C) or None)``. Images reach that size by clean-fid's "clean"
+resize (PIL bicubic on float channels, no re-quantisation), so FID from our features equals
+clean-fid's for the same extractor.
+
+- ``inception``: the standard FID Inception-v3 (TorchScript ``inception-2015-12-05.pt``, the file
+  clean-fid and StyleGAN2-ADA use), 2048-d pool features, logits of the 1008-way head without bias
+  (as StyleGAN2-ADA's IS). Weights only from ``$SKINGEN_ASSETS/inception/``.
+- ``dinov2_vits14``: self-supervised ViT-S/14 (timm), 384-d CLS features, no logits.
+- ``tiny``: a small fixed-seed random CNN with the same interface, for tests and the CPU demo
+  (its numbers are not comparable to Inception FID; reports name the extractor).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..errors import UserError
+
+
+@dataclass
+class Extractor:
+    """A loaded feature extractor and what identifies it in results."""
+
+    name: str
+    input_size: int
+    dim: int
+    net: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor | None]]
+    weights_sha256: str
+    implementation: str
+    device: torch.device
+
+    def resize(self, image: np.ndarray) -> np.ndarray:
+        """clean-fid "clean" resize of one (H, W, 3) uint8 image to float32 (S, S, 3) in [0, 255]."""
+        from cleanfid.resize import make_resizer
+
+        if not hasattr(self, "_resizer"):
+            self._resizer = make_resizer("PIL", False, "bicubic", (self.input_size, self.input_size))
+        return self._resizer(image)
+
+    @torch.no_grad()
+    def __call__(self, batch: torch.Tensor) -> tuple[np.ndarray, np.ndarray | None]:
+        """Features (and logits) of a float NCHW batch in [0, 255] as float32 numpy."""
+        feats, logits = self.net(batch.to(self.device))
+        return (feats.float().cpu().numpy(),
+                None if logits is None else logits.float().cpu().numpy())
+
+
+def assets_dir(path: str | os.PathLike | None = None) -> Path:
+    """The local asset cache: ``path``, else ``$SKINGEN_ASSETS``, else ``~/.cache/skingen``."""
+    return Path(path or os.environ.get("SKINGEN_ASSETS", "~/.cache/skingen")).expanduser()
+
+
+def sha256_file(path: Path) -> str:
+    """sha256 of a file, streamed."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _state_sha256(module: torch.nn.Module) -> str:
+    digest = hashlib.sha256()
+    for key, value in sorted(module.state_dict().items()):
+        digest.update(key.encode())
+        digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _missing(path: Path, asset: str) -> UserError:
+    return UserError(f"{path}: {asset} weights missing; run 'skingen assets fetch --only {asset}' on a machine "
+                     f"with internet (cache: {path.parent.parent}, or set SKINGEN_ASSETS)")
+
+
+class TinyCNN(torch.nn.Module):
+    """Deterministic stand-in: 3 strided convs from a fixed seed, 64-d features, 10 logits."""
+
+    def __init__(self, seed: int = 1234):
+        super().__init__()
+        gen = torch.Generator().manual_seed(seed)
+        shapes = [(16, 3), (32, 16), (64, 32)]
+        self.convs = torch.nn.ModuleList(torch.nn.Conv2d(i, o, 3, stride=2, padding=1) for o, i in shapes)
+        for conv in self.convs:
+            conv.weight.data = torch.randn(conv.weight.shape, generator=gen) / (conv.weight[0].numel() ** 0.5)
+            conv.bias.data.zero_()
+        self.head = torch.nn.Linear(64, 10)
+        self.head.weight.data = torch.randn(10, 64, generator=gen) / 8
+        self.head.bias.data.zero_()
+        self.eval()
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = (x - 128.0) / 128.0
+        for conv in self.convs:
+            x = torch.nn.functional.leaky_relu(conv(x), 0.2)
+        feats = x.mean(dim=(2, 3))
+        return feats, self.head(feats)
+
+
+def _load_tiny(_assets: Path, device: torch.device) -> Extractor:
+    net = TinyCNN().to(device)
+    return Extractor("tiny", 64, 64, net, _state_sha256(net), "skingen TinyCNN (stand-in)", device)
+
+
+def _load_inception(assets: Path, device: torch.device) -> Extractor:
+    path = assets / "inception" / "inception-2015-12-05.pt"
+    if not path.is_file():
+        raise _missing(path, "inception")
+    import cleanfid
+
+    base = torch.jit.load(str(path), map_location=device).eval()
+
+    def net(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        feats = base.layers.forward((x - 128) / 128).view(x.shape[0], 2048)  # as cleanfid.InceptionV3W
+        logits = feats @ base.output.weight.T  # the 1008-way head without its bias, as StyleGAN2-ADA's IS
+        return feats, logits
+
+    return Extractor("inception", 299, 2048, net, sha256_file(path), f"clean-fid {cleanfid.__version__} "
+                     "TorchScript Inception-v3 (inception-2015-12-05.pt), clean resize", device)
+
+
+def _load_dinov2(assets: Path, device: torch.device) -> Extractor:
+    import safetensors.torch
+    import timm
+
+    path = assets / "timm" / "vit_small_patch14_dinov2.lvd142m.safetensors"
+    if not path.is_file():
+        raise _missing(path, "dinov2_vits14")
+    model = timm.create_model("vit_small_patch14_dinov2", num_classes=0, img_size=224)
+    model.load_state_dict(safetensors.torch.load_file(str(path)), strict=False)
+    model = model.to(device).eval()
+    mean = torch.tensor([0.485, 0.456, 0.406], device=device).view(1, 3, 1, 1) * 255
+    std = torch.tensor([0.229, 0.224, 0.225], device=device).view(1, 3, 1, 1) * 255
+
+    def net(x: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return model((x - mean) / std), None
+
+    return Extractor("dinov2_vits14", 224, 384, net, sha256_file(path), f"timm {timm.__version__} "
+                     "vit_small_patch14_dinov2.lvd142m, clean resize", device)
+
+
+EXTRACTORS: dict[str, Callable[[Path, torch.device], Extractor]] = {
+    "inception": _load_inception,
+    "dinov2_vits14": _load_dinov2,
+    "tiny": _load_tiny,
+}
+
+
+def load_extractor(name: str, assets: str | os.PathLike | None = None, device: str | None = None) -> Extractor:
+    """Load extractor ``name`` from the local asset cache onto ``device`` (default: cuda if available)."""
+    if name not in EXTRACTORS:
+        raise UserError(f"extractor {name!r} unknown; available: {', '.join(EXTRACTORS)}")
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    return EXTRACTORS[name](assets_dir(assets), dev)

@@ -1,0 +1,181 @@
+"""Generative metrics from cached features: FID (+ bootstrap CI), KID, IS, precision/recall, NN distances.
+
+Conventions (PROTOCOL rule 8): FID is clean-fid's Fréchet distance (float64 means and covariances;
+the trace term from the eigenvalues of L^T S2 L with S1 = L L^T, equal to tr sqrtm(S1 S2) without
+scipy's slow sqrtm); KID is the unbiased MMD^2 with the cubic polynomial kernel
+k(x, y) = (x.y / d + 1)^3 over seeded subsets of size <= min(N); IS uses 10 splits in order;
+precision/recall are Kynkäänniemi et al.'s k-NN manifolds (k = 3). The three Gram matrices of a
+pair are computed once (torch, on the GPU when there is one) and shared by KID and PR.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..errors import UserError
+
+
+def _check_dims(a: np.ndarray, b: np.ndarray) -> None:
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
+        raise UserError(f"feature dims differ: {a.shape} vs {b.shape}; both sets must come from the same extractor")
+
+
+def _moments(x: np.ndarray, weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    x = x.astype(np.float64)
+    if weights is None:
+        return x.mean(0), np.cov(x, rowvar=False)
+    n = weights.sum()
+    mu = weights @ x / n
+    xc = x - mu
+    return mu, (xc * weights[:, None]).T @ xc / (n - 1)
+
+
+def _trace_sqrt_product(s1: np.ndarray, s2: np.ndarray) -> float:
+    """tr sqrtm(s1 @ s2) for symmetric PSD s1, s2."""
+    try:
+        chol = np.linalg.cholesky(s1)
+        inner = chol.T @ s2 @ chol
+    except np.linalg.LinAlgError:  # singular s1 (fewer images than dims): symmetric square root instead
+        w, v = np.linalg.eigh(s1)
+        root = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+        inner = root @ s2 @ root
+    eig = np.linalg.eigvalsh((inner + inner.T) / 2)
+    return float(np.sqrt(np.clip(eig, 0, None)).sum())
+
+
+def frechet_from_moments(mu1, s1, mu2, s2) -> float:
+    """||mu1 - mu2||^2 + tr(s1 + s2 - 2 sqrt(s1 s2))."""
+    diff = mu1 - mu2
+    return float(diff @ diff + np.trace(s1) + np.trace(s2) - 2 * _trace_sqrt_product(s1, s2))
+
+
+def fid(real: np.ndarray, fake: np.ndarray) -> float:
+    """Fréchet distance between two feature sets."""
+    _check_dims(real, fake)
+    for name, x in (("real", real), ("fake", fake)):
+        if len(x) < 2:
+            raise UserError(f"FID needs at least 2 images per set; the {name} set has {len(x)}")
+    return frechet_from_moments(*_moments(real), *_moments(fake))
+
+
+def fid_bootstrap(real: np.ndarray, fake: np.ndarray, n_boot: int = 100, seed: int = 0,
+                  alpha: float = 0.05) -> tuple[float, float]:
+    """Percentile bootstrap interval of FID, both sets resampled with replacement (seeded)."""
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(n_boot):
+        w_real = np.bincount(rng.integers(0, len(real), len(real)), minlength=len(real)).astype(np.float64)
+        w_fake = np.bincount(rng.integers(0, len(fake), len(fake)), minlength=len(fake)).astype(np.float64)
+        values.append(frechet_from_moments(*_moments(real, w_real), *_moments(fake, w_fake)))
+    lo, hi = np.quantile(values, [alpha / 2, 1 - alpha / 2])
+    return float(lo), float(hi)
+
+
+class Grams:
+    """The dot-product matrices of a real/fake pair, computed once in float32 on ``device``."""
+
+    def __init__(self, real: np.ndarray, fake: np.ndarray, device: str | None = None):
+        _check_dims(real, fake)
+        dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.x = torch.from_numpy(np.ascontiguousarray(real, np.float32)).to(dev)
+        self.y = torch.from_numpy(np.ascontiguousarray(fake, np.float32)).to(dev)
+        self._cache: dict[str, torch.Tensor] = {}
+
+    def dot(self, which: str) -> torch.Tensor:
+        """'xx', 'yy' or 'xy' dot products."""
+        if which not in self._cache:
+            a, b = {"xx": (self.x, self.x), "yy": (self.y, self.y), "xy": (self.x, self.y)}[which]
+            self._cache[which] = a @ b.T
+        return self._cache[which]
+
+    def sqdist(self, which: str) -> torch.Tensor:
+        """Squared Euclidean distances from the dot products."""
+        a, b = {"xx": (self.x, self.x), "yy": (self.y, self.y), "xy": (self.x, self.y)}[which]
+        return ((a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2 * self.dot(which)).clamp_min_(0)
+
+
+def _subset_sums(kernel: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """For indicator rows R (S, n) and cols C (S, m): sum of kernel[R_s][:, C_s] per subset s."""
+    return ((rows @ kernel.double()) * cols).sum(1)
+
+
+def kid(grams: Grams, subsets: int = 100, subset_size: int = 1000, seed: int = 0) -> tuple[float, float, int]:
+    """Unbiased polynomial-kernel MMD^2 over seeded subsets: (mean, std, subset size used)."""
+    n_x, n_y, d = len(grams.x), len(grams.y), grams.x.shape[1]
+    m = min(subset_size, n_x, n_y)
+    if m < 2:
+        raise UserError(f"KID needs at least 2 images per set; got {n_x} real and {n_y} fake")
+    rng = np.random.default_rng(seed)
+    dev = grams.x.device
+    ind_x = torch.zeros(subsets, n_x, dtype=torch.float64, device=dev)
+    ind_y = torch.zeros(subsets, n_y, dtype=torch.float64, device=dev)
+    for s in range(subsets):
+        ind_x[s, torch.from_numpy(rng.choice(n_x, m, replace=False))] = 1
+        ind_y[s, torch.from_numpy(rng.choice(n_y, m, replace=False))] = 1
+    k_xx, k_yy, k_xy = ((grams.dot(w) / d + 1) ** 3 for w in ("xx", "yy", "xy"))
+    within_x = _subset_sums(k_xx, ind_x, ind_x) - ind_x @ k_xx.diagonal().double()
+    within_y = _subset_sums(k_yy, ind_y, ind_y) - ind_y @ k_yy.diagonal().double()
+    cross = _subset_sums(k_xy, ind_x, ind_y)
+    mmd = (within_x + within_y) / (m * (m - 1)) - 2 * cross / (m * m)
+    values = mmd.cpu().numpy()
+    return float(values.mean()), float(values.std()), m
+
+
+def inception_score(logits: np.ndarray, splits: int = 10) -> tuple[float, float]:
+    """IS = exp E[KL(p(y|x) || p(y))] per split, mean and std over ``splits`` consecutive splits."""
+    if len(logits) < splits:
+        raise UserError(f"IS with {splits} splits needs at least {splits} images; got {len(logits)}")
+    z = torch.from_numpy(logits.astype(np.float64))
+    logp = torch.log_softmax(z, dim=1)
+    scores = []
+    for part in torch.tensor_split(logp, splits):
+        log_marginal = torch.logsumexp(part, 0) - np.log(len(part))
+        kl = (part.exp() * (part - log_marginal)).sum(1).mean()
+        scores.append(float(kl.exp()))
+    return float(np.mean(scores)), float(np.std(scores))
+
+
+def precision_recall(grams: Grams, k: int = 3) -> tuple[float, float]:
+    """Improved precision (fake inside the real manifold) and recall (real inside the fake manifold)."""
+    n_x, n_y = len(grams.x), len(grams.y)
+    if min(n_x, n_y) < k + 1:
+        raise UserError(f"precision/recall with k={k} needs at least {k + 1} images per set; "
+                        f"got {n_x} real and {n_y} fake")
+    radius_x = grams.sqdist("xx").kthvalue(k + 1, dim=1).values  # k+1: each point is its own nearest
+    radius_y = grams.sqdist("yy").kthvalue(k + 1, dim=1).values
+    d_xy = grams.sqdist("xy")
+    precision = (d_xy <= radius_x[:, None]).any(0).double().mean()
+    recall = (d_xy <= radius_y[None, :]).any(1).double().mean()
+    return float(precision), float(recall)
+
+
+def nearest(query: np.ndarray, ref: np.ndarray, chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+    """Euclidean distance from each query row to its nearest ``ref`` row, and that row's index."""
+    _check_dims(query, ref)
+    dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    r = torch.from_numpy(np.ascontiguousarray(ref, np.float32)).to(dev)
+    r_sq = (r * r).sum(1)
+    dists, index = [], []
+    for start in range(0, len(query), chunk):
+        q = torch.from_numpy(np.ascontiguousarray(query[start:start + chunk], np.float32)).to(dev)
+        d2 = ((q * q).sum(1)[:, None] + r_sq[None, :] - 2 * q @ r.T).clamp_min_(0)
+        best = d2.min(1)
+        dists.append(best.values.sqrt().cpu().numpy())
+        index.append(best.indices.cpu().numpy())
+    return np.concatenate(dists), np.concatenate(index)
+
+
+def memorisation(fake: np.ndarray, train: np.ndarray, test: np.ndarray, quantile: float = 0.05) -> dict:
+    """NN distances of fakes to train and test reals against the test-to-train real baseline (rule 5).
+
+    A fake counts as memorised when it lies closer to a train image than the ``quantile`` of real test
+    images do; a generator that produces fresh images of the same distribution scores about ``quantile``.
+    """
+    d_train, _ = nearest(fake, train)
+    d_test, _ = nearest(fake, test)
+    baseline, _ = nearest(test, train)
+    threshold = float(np.quantile(baseline, quantile))
+    return {"memorised_fraction": float((d_train < threshold).mean()), "memorisation_quantile": quantile,
+            "memorisation_threshold": threshold, "nn_train_median": float(np.median(d_train)),
+            "nn_test_median": float(np.median(d_test)), "nn_real_baseline_median": float(np.median(baseline)),
+            "closer_to_train_fraction": float((d_train < d_test).mean())}

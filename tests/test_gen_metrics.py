@@ -1,0 +1,222 @@
+"""Generative metrics: clean-fid parity, metric behaviour, cached features, memorisation, t-SNE, bad input."""
+from __future__ import annotations
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from skingen.data.classes import CLASS_INDEX
+from skingen.data.shards import ShardReader, ShardWriter
+from skingen.errors import UserError
+from skingen.metrics import generative as gm
+from skingen.metrics.extractors import load_extractor
+from skingen.metrics.feature_space import tsne_figure
+from skingen.metrics.features import ImageSet, extract_features
+
+REQUIRED = {"fid", "fid_ci", "kid", "kid_std", "is_mean", "is_std", "precision", "recall", "memorised_fraction",
+            "n_real", "n_fake", "extractor", "extractor_sha256", "implementation", "fid_floor"}
+
+
+def _blobs(rng: np.random.Generator, n: int, size: int, shift: int) -> list[np.ndarray]:
+    """Smooth random colour fields (plus a brightness shift): distinct but comparable image sets."""
+    out = []
+    for _ in range(n):
+        low = rng.integers(0, 200, (4, 4, 3)).astype(np.uint8)
+        img = np.asarray(Image.fromarray(low).resize((size, size), Image.BILINEAR)).astype(np.int16) + shift
+        out.append(np.clip(img, 0, 255).astype(np.uint8))
+    return out
+
+
+def _shard(path, images, label="MEL", synthetic=False):
+    attrs = {"synthetic": True, "synthetic_class": label, "generator": "test"} if synthetic else {}
+    with ShardWriter(path, images[0].shape[0], "synthetic" if synthetic else "basic", attrs=attrs) as w:
+        for i, img in enumerate(images):
+            w.add(img, CLASS_INDEX[label], f"{path.stem}_{i}", f"{path.stem}_{i}", "test")
+    return path
+
+
+def test_fid_matches_cleanfid_on_the_same_folders_and_extractor(tmp_path):
+    from cleanfid import fid as cfid
+    from cleanfid.resize import make_resizer
+
+    rng = np.random.default_rng(0)
+    sets = {"a": _blobs(rng, 90, 32, 0), "b": _blobs(rng, 90, 32, 30)}
+    tiny = load_extractor("tiny", device="cpu")
+    ours = {}
+    for name, images in sets.items():
+        (tmp_path / name).mkdir()
+        for i, img in enumerate(images):
+            Image.fromarray(img).save(tmp_path / name / f"{i:03d}.png")
+        ours[name] = extract_features(ImageSet(_shard(tmp_path / f"{name}.h5", images)), tiny).features
+    theirs = cfid.compute_fid(str(tmp_path / "a"), str(tmp_path / "b"), mode="clean",
+                              custom_feat_extractor=lambda x: tiny.net(x)[0], device=torch.device("cpu"),
+                              num_workers=0, batch_size=30, verbose=False,
+                              custom_fn_resize=make_resizer("PIL", False, "bicubic", (64, 64)))
+    mine = gm.fid(ours["a"], ours["b"])
+    assert theirs > 1e-3  # the sets differ, so the comparison means something
+    assert mine == pytest.approx(theirs, rel=1e-3)
+    assert gm.fid(ours["a"], ours["a"]) == pytest.approx(0, abs=1e-6)
+
+
+def test_kid_equals_cleanfid_on_full_sets_and_is_seeded():
+    from cleanfid import fid as cfid
+
+    rng = np.random.default_rng(1)
+    real, fake = rng.normal(size=(60, 16)), rng.normal(0.5, 1, size=(50, 16))
+    grams = gm.Grams(real, fake, device="cpu")
+    full, _, m = gm.kid(grams, subsets=3, subset_size=1000)
+    assert m == 50  # subset size capped at min(N)
+    np.random.seed(0)
+    subset_real = real[:50]  # cleanfid subsets both sets to min(N); with N equal it uses all of them
+    g2 = gm.Grams(subset_real, fake, device="cpu")
+    assert gm.kid(g2, subsets=2, subset_size=50)[0] == pytest.approx(cfid.kernel_distance(subset_real, fake, 2), rel=1e-4)
+    assert gm.kid(grams, 20, 30, seed=3) == gm.kid(grams, 20, 30, seed=3)
+    assert gm.kid(grams, 20, 30, seed=3)[0] != gm.kid(grams, 20, 30, seed=4)[0]
+    base = rng.normal(size=(400, 16))
+    same = gm.kid(gm.Grams(base, rng.normal(size=(400, 16)), device="cpu"), 50, 200)[0]
+    shifted = gm.kid(gm.Grams(base, rng.normal(0.5, 1, size=(400, 16)), device="cpu"), 50, 200)[0]
+    assert abs(same) < 0.1 * shifted  # unbiased: about 0 for two samples of one distribution
+
+
+def test_inception_score_counts_confident_distinct_classes():
+    uniform = np.zeros((100, 10))
+    assert gm.inception_score(uniform)[0] == pytest.approx(1.0)
+    confident = np.full((100, 10), -50.0)
+    confident[np.arange(100), np.arange(100) % 10] = 50.0
+    mean, std = gm.inception_score(confident)
+    assert mean == pytest.approx(10.0, rel=1e-6) and std == pytest.approx(0, abs=1e-6)
+    collapsed = np.full((100, 10), -50.0)
+    collapsed[:, 3] = 50.0
+    assert gm.inception_score(collapsed)[0] == pytest.approx(1.0)
+
+
+def test_precision_recall_separate_fidelity_from_coverage():
+    rng = np.random.default_rng(2)
+    mode_a, mode_b = rng.normal(0, 1, (100, 8)), rng.normal(20, 1, (100, 8))
+    real = np.concatenate([mode_a, mode_b])
+    assert gm.precision_recall(gm.Grams(real, real + 1e-4, device="cpu")) == pytest.approx((1.0, 1.0))
+    assert gm.precision_recall(gm.Grams(real, real + 100, device="cpu")) == pytest.approx((0.0, 0.0))
+    collapsed = rng.normal(0, 1, (100, 8))  # covers mode a only: faithful, half the coverage
+    precision, recall = gm.precision_recall(gm.Grams(real, collapsed, device="cpu"))
+    fresh = np.concatenate([rng.normal(0, 1, (100, 8)), rng.normal(20, 1, (100, 8))])
+    fresh_p, fresh_r = gm.precision_recall(gm.Grams(real, fresh, device="cpu"))
+    assert precision > 0.8 and fresh_p > 0.8  # k-NN balls in 8-d from 100 points cover most of a mode
+    assert 0.35 < recall < 0.6 < 0.8 < fresh_r
+
+
+def test_memorisation_flags_copies_not_fresh_samples():
+    rng = np.random.default_rng(3)
+    train, test = rng.normal(size=(200, 16)), rng.normal(size=(100, 16))
+    copies = train[:50] + rng.normal(0, 1e-3, (50, 16))
+    fresh = rng.normal(size=(200, 16))
+    copied = gm.memorisation(copies, train, test)
+    assert copied["memorised_fraction"] == 1.0 and copied["closer_to_train_fraction"] == 1.0
+    honest = gm.memorisation(fresh, train, test)
+    assert honest["memorised_fraction"] < 0.15
+    assert 0.3 < honest["closer_to_train_fraction"] < 0.9  # train has twice the images of test
+
+
+def test_fid_bootstrap_interval_covers_the_estimate():
+    rng = np.random.default_rng(4)
+    real, fake = rng.normal(size=(300, 8)), rng.normal(0.3, 1, size=(300, 8))
+    lo, hi = gm.fid_bootstrap(real, fake, n_boot=50, seed=0)
+    assert lo < gm.fid(real, fake) < hi
+    assert (lo, hi) == gm.fid_bootstrap(real, fake, n_boot=50, seed=0)
+
+
+def test_bad_metric_input_names_the_problem():
+    rng = np.random.default_rng(5)
+    with pytest.raises(UserError, match="dims differ"):
+        gm.fid(rng.normal(size=(10, 4)), rng.normal(size=(10, 5)))
+    with pytest.raises(UserError, match="got 1 real"):
+        gm.kid(gm.Grams(rng.normal(size=(1, 4)), rng.normal(size=(10, 4)), device="cpu"))
+    with pytest.raises(UserError, match="k=3 needs at least 4 images per set; got 10 real and 3 fake"):
+        gm.precision_recall(gm.Grams(rng.normal(size=(10, 4)), rng.normal(size=(3, 4)), device="cpu"))
+    with pytest.raises(UserError, match="10 splits needs at least 10 images; got 4"):
+        gm.inception_score(rng.normal(size=(4, 10)))
+
+
+def test_features_are_cached_once_and_recomputed_when_stale(tmp_path):
+    rng = np.random.default_rng(6)
+    shard = _shard(tmp_path / "s.h5", _blobs(rng, 20, 32, 0))
+    tiny = load_extractor("tiny", device="cpu")
+    calls = []
+    net = tiny.net
+    tiny.net = lambda x: calls.append(len(x)) or net(x)
+    cache = tmp_path / "feats.h5"
+    first = extract_features(ImageSet(shard), tiny, cache, batch_size=8)
+    assert sum(calls) == 20 and first.features.shape == (20, 64) and first.logits.shape == (20, 10)
+    with h5py.File(cache) as h5:
+        assert h5["tiny"].attrs["weights_sha256"] == tiny.weights_sha256
+        assert h5["tiny"].attrs["image_set"] == first.set_id and len(h5["image_id"]) == 20
+    again = extract_features(ImageSet(shard), tiny, cache)
+    assert sum(calls) == 20 and np.array_equal(again.features, first.features)  # from the cache
+    other = _shard(tmp_path / "t.h5", _blobs(rng, 12, 32, 0))
+    extract_features(ImageSet(other), tiny, cache)
+    assert sum(calls) == 32  # another image set under the same cache path: recomputed, not reused
+    assert not list(tmp_path.glob(".*tmp"))
+
+
+def _fake_shard(phantom_shards, path, label, copy):
+    """Synthetic shard from the train images of ``label``: exact copies, or noisy, blurred versions."""
+    reader = ShardReader(phantom_shards / "train.h5")
+    idx = np.flatnonzero(reader.labels == CLASS_INDEX[label])
+    rng = np.random.default_rng(0)
+    images = []
+    for i in np.resize(idx, 24):
+        img = reader.image(int(i))
+        if not copy:
+            img = np.clip(img.astype(np.int16)[::-1] + rng.integers(-60, 60, img.shape), 0, 255).astype(np.uint8)
+        images.append(img)
+    return _shard(path, images, label, synthetic=True)
+
+
+def test_gen_metrics_cli_scores_a_synthetic_shard(phantom_shards, tmp_path, cli):
+    noisy = _fake_shard(phantom_shards, tmp_path / "noisy.h5", "NV", copy=False)
+    copies = _fake_shard(phantom_shards, tmp_path / "copies.h5", "NV", copy=True)
+    results = {}
+    for name, shard in (("noisy", noisy), ("copies", copies)):
+        r = cli("gen", "metrics", shard, "--real", phantom_shards, "--out", tmp_path / name, "--extractor", "tiny",
+                "--n-boot", "10", "--features", tmp_path / "real_features")
+        assert r.code == 0, r.err
+        assert "FID" in r.out and "memorised" in r.out
+        results[name] = json.loads((tmp_path / name / "metrics.json").read_text())
+    noisy_m, copy_m = results["noisy"], results["copies"]
+    assert REQUIRED <= set(noisy_m)
+    n_train_nv = int((ShardReader(phantom_shards / "train.h5").labels == CLASS_INDEX["NV"]).sum())
+    assert noisy_m["n_real"] == n_train_nv and noisy_m["n_fake"] == 24 and noisy_m["extractor"] == "tiny"
+    assert 0 < noisy_m["fid_ci"][0] < noisy_m["fid_ci"][1]  # percentile interval; FID's small-N bias can lift it
+    assert noisy_m["fid_floor"] > 0 and noisy_m["kid_subset_size"] <= min(noisy_m["n_real"], 24)
+    assert copy_m["memorised_fraction"] == 1.0 and noisy_m["memorised_fraction"] < 0.5
+    assert copy_m["fid"] < noisy_m["fid"]
+    assert Image.open(tmp_path / "noisy" / "closest_pairs.png").size == (4 * 2 * 32, 4 * 32)
+    assert (tmp_path / "real_features" / "train_NV.h5").is_file()  # shared real cache, reused by the second cell
+
+
+def test_gen_metrics_rejects_real_shards_and_missing_weights(phantom_shards, tmp_path, cli):
+    r = cli("gen", "metrics", phantom_shards / "train.h5", "--real", phantom_shards, "--out", tmp_path / "x",
+            "--extractor", "tiny")
+    assert r.code == 2 and "not a synthetic shard" in r.err and r.err.count("\n") == 1
+    fake = _fake_shard(phantom_shards, tmp_path / "f.h5", "NV", copy=False)
+    r = cli("gen", "metrics", fake, "--real", phantom_shards, "--out", tmp_path / "y", "--assets", tmp_path / "empty")
+    assert r.code == 2 and "skingen assets fetch --only inception" in r.err and r.err.count("\n") == 1
+
+
+def test_tsne_places_the_far_generator_farther(tmp_path):
+    rng = np.random.default_rng(7)
+    groups = {"real": rng.normal(size=(40, 32)), "near": rng.normal(0.2, 1, (30, 32)),
+              "far": rng.normal(4, 1, (30, 32))}
+    result = tsne_figure(groups, tmp_path, "MEL basic", perplexity=50, seed=0)
+    rows = {r["source"]: r for r in result["rows"]}
+    assert rows["real"]["centroid_distance_to_real"] == 0
+    assert rows["far"]["centroid_distance_to_real"] > 5 * rows["near"]["centroid_distance_to_real"]
+    assert rows["far"]["tsne_centroid_distance_to_real"] > rows["near"]["tsne_centroid_distance_to_real"]
+    settings = json.loads((tmp_path / "tsne.json").read_text())
+    assert settings["seed"] == 0 and settings["perplexity"] == pytest.approx(33.0) and settings["perplexity_requested"] == 50 and settings["pca_components"] == 32
+    assert Image.open(tmp_path / "tsne.png").size[0] > 300
+    again = tsne_figure(groups, tmp_path / "again", "MEL basic", perplexity=50, seed=0)
+    assert again["rows"] == result["rows"]  # seeded

@@ -114,7 +114,7 @@ def _load_inception(assets: Path, device: torch.device) -> Extractor:
     path = assets / "inception" / "inception-2015-12-05.pt"
     if not path.is_file():
         raise _missing(path, "inception")
-    import cleanfid
+    from importlib.metadata import version
 
     base = torch.jit.load(str(path), map_location=device).eval()
 
@@ -123,7 +123,7 @@ def _load_inception(assets: Path, device: torch.device) -> Extractor:
         logits = feats @ base.output.weight.T  # the 1008-way head without its bias, as StyleGAN2-ADA's IS
         return feats, logits
 
-    return Extractor("inception", 299, 2048, net, sha256_file(path), f"clean-fid {cleanfid.__version__} "
+    return Extractor("inception", 299, 2048, net, sha256_file(path), f"clean-fid {version('clean-fid')} "
                      "TorchScript Inception-v3 (inception-2015-12-05.pt), clean resize", device)
 
 

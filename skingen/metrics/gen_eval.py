@@ -93,7 +93,7 @@ def evaluate_synthetic(fake_shard: str | os.PathLike, real_shards: str | os.Path
         "fid_floor": gm.fid(train.features, test.features),
         "kid": kid_mean, "kid_std": kid_std, "kid_subset_size": kid_m,
         "precision": precision, "recall": recall,
-        **gm.memorisation(fake.features, train.features, test.features, cfg.memorisation_quantile),
+        **gm.memorisation(fake.features, train.features, test.features, cfg.memorisation_quantile, grams),
         "extractor": extractor.name, "extractor_sha256": extractor.weights_sha256,
         "implementation": f"skingen.metrics.generative (FID = clean-fid's Fréchet distance); features: "
                           f"{extractor.implementation}",

@@ -71,11 +71,17 @@ def fid_bootstrap(real: np.ndarray, fake: np.ndarray, n_boot: int = 100, seed: i
     return float(lo), float(hi)
 
 
+MAX_GRAM_ELEMENTS = 2.5e8  # 1 GB per float32 matrix
+
+
 class Grams:
     """The dot-product matrices of a real/fake pair, computed once in float32 on ``device``."""
 
     def __init__(self, real: np.ndarray, fake: np.ndarray, device: str | None = None):
         _check_dims(real, fake)
+        if max(len(real), len(fake)) ** 2 > MAX_GRAM_ELEMENTS:
+            raise UserError(f"{len(real)} real x {len(fake)} fake images is too many for in-memory KID/PR "
+                            f"(limit {int(MAX_GRAM_ELEMENTS ** 0.5)} per set); lower the number of samples")
         dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.x = torch.from_numpy(np.ascontiguousarray(real, np.float32)).to(dev)
         self.y = torch.from_numpy(np.ascontiguousarray(fake, np.float32)).to(dev)
@@ -95,8 +101,11 @@ class Grams:
 
 
 def _subset_sums(kernel: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-    """For indicator rows R (S, n) and cols C (S, m): sum of kernel[R_s][:, C_s] per subset s."""
-    return ((rows @ kernel.double()) * cols).sum(1)
+    """For indicator rows R (S, n) and cols C (S, m): sum of kernel[R_s][:, C_s] per subset s.
+
+    Row sums of <= m terms in float32, the final sums (where MMD's cancellation happens) in float64.
+    """
+    return ((rows.float() @ kernel).double() * cols).sum(1)
 
 
 def kid(grams: Grams, subsets: int = 100, subset_size: int = 1000, seed: int = 0) -> tuple[float, float, int]:
@@ -112,7 +121,7 @@ def kid(grams: Grams, subsets: int = 100, subset_size: int = 1000, seed: int = 0
     for s in range(subsets):
         ind_x[s, torch.from_numpy(rng.choice(n_x, m, replace=False))] = 1
         ind_y[s, torch.from_numpy(rng.choice(n_y, m, replace=False))] = 1
-    k_xx, k_yy, k_xy = ((grams.dot(w) / d + 1) ** 3 for w in ("xx", "yy", "xy"))
+    k_xx, k_yy, k_xy = (grams.dot(w).mul(1 / d).add_(1).pow_(3) for w in ("xx", "yy", "xy"))
     within_x = _subset_sums(k_xx, ind_x, ind_x) - ind_x @ k_xx.diagonal().double()
     within_y = _subset_sums(k_yy, ind_y, ind_y) - ind_y @ k_yy.diagonal().double()
     cross = _subset_sums(k_xy, ind_x, ind_y)
@@ -141,8 +150,9 @@ def precision_recall(grams: Grams, k: int = 3) -> tuple[float, float]:
     if min(n_x, n_y) < k + 1:
         raise UserError(f"precision/recall with k={k} needs at least {k + 1} images per set; "
                         f"got {n_x} real and {n_y} fake")
-    radius_x = grams.sqdist("xx").kthvalue(k + 1, dim=1).values  # k+1: each point is its own nearest
-    radius_y = grams.sqdist("yy").kthvalue(k + 1, dim=1).values
+    # k+1 smallest: each point is its own nearest neighbour
+    radius_x = grams.sqdist("xx").topk(k + 1, dim=1, largest=False).values[:, -1]
+    radius_y = grams.sqdist("yy").topk(k + 1, dim=1, largest=False).values[:, -1]
     d_xy = grams.sqdist("xy")
     precision = (d_xy <= radius_x[:, None]).any(0).double().mean()
     recall = (d_xy <= radius_y[None, :]).any(1).double().mean()
@@ -165,13 +175,19 @@ def nearest(query: np.ndarray, ref: np.ndarray, chunk: int = 2048) -> tuple[np.n
     return np.concatenate(dists), np.concatenate(index)
 
 
-def memorisation(fake: np.ndarray, train: np.ndarray, test: np.ndarray, quantile: float = 0.05) -> dict:
+def memorisation(fake: np.ndarray, train: np.ndarray, test: np.ndarray, quantile: float = 0.05,
+                 grams: Grams | None = None) -> dict:
     """NN distances of fakes to train and test reals against the test-to-train real baseline (rule 5).
+
+    ``grams`` of (train, fake), when given, supplies the fake-to-train distances.
 
     A fake counts as memorised when it lies closer to a train image than the ``quantile`` of real test
     images do; a generator that produces fresh images of the same distribution scores about ``quantile``.
     """
-    d_train, _ = nearest(fake, train)
+    if grams is not None:  # x = train, y = fake: reuse their distances
+        d_train = grams.sqdist("xy").min(0).values.sqrt().cpu().numpy()
+    else:
+        d_train, _ = nearest(fake, train)
     d_test, _ = nearest(fake, test)
     baseline, _ = nearest(test, train)
     threshold = float(np.quantile(baseline, quantile))

@@ -1,0 +1,105 @@
+"""Generative-metrics benchmark (issue 6).
+
+1. Feature extraction: images/s of ``extract_features`` (shard read + clean resize + forward, next
+   batch prepared in a thread) vs the extractor's bare forward on the same pre-resized batches,
+   alternated in one process. Target >= 0.9x. The Inception-sized extractor is timm's inception_v3
+   at 299 px with random weights (the real TorchScript file cannot be had offline; same cost class);
+   ``tiny`` shows the overhead when the network is nearly free.
+2. All metrics of one pair from cached 2,048-d features, N = 5,000 each (FID, KID 100 subsets of
+   1,000, IS from 1,008 logits, precision/recall k=3, memorisation against 1,000 test features),
+   bootstrap excluded. Target <= 1 s. Printed beside the floor: the three 5,000^2 Gram matrices alone.
+
+Usage: python benchmarks/bench_metrics.py [--n-images 64] [--n-feats 5000] [--repeats 2]
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from skingen.data.classes import CLASS_INDEX
+from skingen.data.shards import ShardWriter
+from skingen.metrics import generative as gm
+from skingen.metrics.extractors import Extractor, load_extractor
+from skingen.metrics.features import ImageSet, _batches, extract_features
+from skingen.data.shards import ShardReader
+
+
+def random_shard(path: Path, n: int, size: int = 64) -> Path:
+    rng = np.random.default_rng(0)
+    with ShardWriter(path, size) as w:
+        for i in range(n):
+            w.add(rng.integers(0, 255, (size, size, 3), dtype=np.uint8), CLASS_INDEX["MEL"], f"i{i}", f"l{i}", "bench")
+    return path
+
+
+def inception_sized() -> Extractor:
+    import timm
+
+    model = timm.create_model("inception_v3", num_classes=0).eval()
+    return Extractor("inception_v3_random", 299, 2048, lambda x: (model(x / 255.0), None), "random", "timm",
+                     torch.device("cpu"))
+
+
+def extraction(shard: Path, extractor: Extractor, batch: int, repeats: int) -> tuple[float, float]:
+    reader = ShardReader(shard)
+    idx = np.arange(len(reader))
+    batches = list(_batches(reader, idx, extractor, batch))  # pre-resized, for the bare forward
+    ours, bare = [], []
+    for _ in range(repeats):  # alternate so drift hits both alike
+        start = time.perf_counter()
+        for b in batches:
+            extractor(b)
+        bare.append(len(idx) / (time.perf_counter() - start))
+        start = time.perf_counter()
+        extract_features(ImageSet(shard), extractor, None, batch)
+        ours.append(len(idx) / (time.perf_counter() - start))
+    return max(ours), max(bare)
+
+
+def all_metrics(n: int) -> tuple[float, float]:
+    rng = np.random.default_rng(0)
+    real = rng.normal(size=(n, 2048)).astype(np.float32)
+    fake = (rng.normal(size=(n, 2048)) + 0.05).astype(np.float32)
+    test = rng.normal(size=(1000, 2048)).astype(np.float32)
+    logits = rng.normal(size=(n, 1008)).astype(np.float32)
+    start = time.perf_counter()
+    grams = gm.Grams(real, fake)
+    for which in ("xx", "yy", "xy"):
+        grams.dot(which)
+    floor = time.perf_counter() - start
+    start = time.perf_counter()
+    grams = gm.Grams(real, fake)
+    gm.fid(real, fake)
+    gm.kid(grams, 100, 1000)
+    gm.precision_recall(grams, 3)
+    gm.inception_score(logits)
+    gm.memorisation(fake, real, test, grams=grams)
+    return time.perf_counter() - start, floor
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--n-images", type=int, default=64)
+    parser.add_argument("--n-feats", type=int, default=5000)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args()
+    print(f"torch threads {torch.get_num_threads()}, device {'cuda' if torch.cuda.is_available() else 'cpu'}")
+    with tempfile.TemporaryDirectory() as tmp:
+        shard = random_shard(Path(tmp) / "s.h5", args.n_images)
+        for extractor in (inception_sized(), load_extractor("tiny", device="cpu")):
+            ours, bare = extraction(shard, extractor, args.batch, args.repeats)
+            print(f"extract {extractor.name:>20} {extractor.input_size}px: ours {ours:8.1f} img/s, bare forward "
+                  f"{bare:8.1f} img/s, ratio {ours / bare:.3f} (target >= 0.9)")
+    total, floor = all_metrics(args.n_feats)
+    print(f"all metrics, N={args.n_feats} x 2048-d: {total:.2f} s (target <= 1 s); "
+          f"the three Gram matrices alone: {floor:.2f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -97,5 +97,5 @@ def test_report_page_in_a_real_browser(smoke_results, tmp_path):
         driver.quit()
     assert errors == []
     assert len(images) == 5 and all(done and width > 0 for done, width, _ in images), images
-    assert tables == 1 + 5 + 1  # audit, five result tables, software
+    assert tables == 1 + 6 + 1  # audit, six result tables (generative metrics: no rows here), software
     assert (artifacts / "report.png").stat().st_size > 10_000

@@ -31,6 +31,7 @@ class ArmConfig:
     dose: float = 1.0
     synthetic_shard: str | None = None
     seed: int = 0
+    generator: str = ""  # which generator made the synthetic shard (recorded; names the arm in reports)
 
 
 @dataclass

@@ -71,7 +71,7 @@ def sample_grid(pipeline_dir: Path, out: Path, n: int = 16, steps: int = 25, see
 
 def sample_to_shard(cell_dir: str | os.PathLike, out_shard: str | os.PathLike, n: int, label: str,
                     image_size: int, sampler: str = "ddim", steps: int = 50, seed: int = 0, batch: int = 32,
-                    conditional: bool = False, generator_cell: str = "") -> Path:
+                    conditional: bool = False, generator_cell: str = "", extra_attrs: dict | None = None) -> Path:
     """Sample ``n`` images of class ``label`` from a DDPM cell into a synthetic shard (DESIGN schema)."""
     cell_dir = Path(cell_dir)
     if label not in CLASS_INDEX:
@@ -81,7 +81,7 @@ def sample_to_shard(cell_dir: str | os.PathLike, out_shard: str | os.PathLike, n
                            CLASS_INDEX[label] if conditional else None)
     attrs = {"synthetic": True, "generator": "ddpm", "generator_cell": generator_cell or str(cell_dir),
              "checkpoint_step": snapshot["step"], "ema": snapshot["ema"], "sampler": sampler, "sampling_steps": steps,
-             "sampling_seed": seed, "synthetic_class": label, "conditional": conditional}
+             "sampling_seed": seed, "synthetic_class": label, "conditional": conditional, **(extra_attrs or {})}
     with ShardWriter(out_shard, image_size, pipeline="synthetic", attrs=attrs, capacity=n) as w:
         for i, img in enumerate(images):
             if img.shape[0] != image_size:

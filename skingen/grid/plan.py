@@ -13,7 +13,8 @@ from pathlib import Path
 from ..preprocess import get_pipeline
 from .spec import StudySpec
 
-STAGES = ("phantom", "ingest", "split", "pack", "train_clf", "clf_metrics")
+STAGES = ("phantom", "ingest", "split", "pack", "train_gen", "sample", "gen_metrics", "feature_space", "train_clf",
+          "clf_metrics")
 
 
 @dataclass(frozen=True)
@@ -65,19 +66,62 @@ def _pack_cells(spec: StudySpec, split: Cell) -> dict[str, Cell]:
     return out
 
 
-def _train_cells(spec: StudySpec, packs: dict[str, Cell]) -> list[Cell]:
+def _generator_cells(spec: StudySpec, packs: dict[str, Cell]) -> dict[str, list[Cell]]:
+    """Per pipeline x generator: train_gen -> sample -> gen_metrics; per pipeline one feature_space cell."""
+    g, target = spec.generate, spec.classify.target_class
+    doses = [d for d in spec.classify.doses] or [1.0]
+    cells: dict[str, list[Cell]] = {s: [] for s in ("train_gen", "sample", "gen_metrics", "feature_space")}
+    for pipe, pack in packs.items():
+        metrics = []
+        for gen in g.generators:
+            ddpm = asdict(replace(g.ddpm, resolution=spec.image_size, classes=(target,), seed=g.seed))
+            train = make_cell("train_gen", f"{pipe}-{gen}", {"generator": gen, "pipeline": pipe, "ddpm": ddpm},
+                              {"pack": pack.key})
+            sample = make_cell("sample", f"{pipe}-{gen}", {
+                "generator": gen, "pipeline": pipe, "target_class": target, "n": g.n_synthetic, "max_dose": max(doses),
+                "image_size": spec.image_size, "sampler": g.sampler, "steps": g.sampling_steps, "seed": g.seed,
+                "batch": g.sample_batch}, {"train_gen": train.key, "pack": pack.key})
+            metric = make_cell("gen_metrics", f"{pipe}-{gen}", {"generator": gen, "pipeline": pipe,
+                                                                "metrics": asdict(g.metrics)},
+                               {"sample": sample.key, "pack": pack.key})
+            cells["train_gen"].append(train)
+            cells["sample"].append(sample)
+            metrics.append(metric)
+        cells["gen_metrics"] += metrics
+        if metrics:
+            cells["feature_space"].append(make_cell(
+                "feature_space", pipe, {"pipeline": pipe, "target_class": target, "perplexity": g.tsne_perplexity,
+                                        "seed": g.seed, "extractor": g.metrics.extractor},
+                {f"gen_metrics:{m.config['generator']}": m.key for m in metrics}))
+    return cells
+
+
+def _arm_cells(arm: str, doses: tuple[float, ...]) -> list[tuple[str, float, str | None]]:
+    """(arm name for ArmConfig, dose, generator) for a study arm; synthetic_<gen> -> ("synthetic", dose, gen)."""
+    if arm.startswith("synthetic_"):
+        return [("synthetic", d, arm.removeprefix("synthetic_")) for d in doses]
+    return [(arm, d, None) for d in (doses if arm in ("gta", "oversample") else (1.0,))]
+
+
+def _train_cells(spec: StudySpec, packs: dict[str, Cell], samples: list[Cell]) -> list[Cell]:
     cells = []
     c = spec.classify
+    sample_of = {(s.config["pipeline"], s.config["generator"]): s for s in samples}
     for pipe, pack in packs.items():
         for model in c.models:
             for seed in spec.seeds:
                 train = asdict(replace(c.train, model=model, seed=seed))
                 for arm in c.arms:
-                    for dose in (c.doses if arm in ("gta", "oversample") else (1.0,)):
-                        arm_cfg = {"name": arm, "dose": dose, "target_class": c.target_class, "seed": seed}
-                        name = f"{pipe}-{arm}" + (f"x{dose:g}" if arm in ("gta", "oversample") else "") + f"-{model}-s{seed}"
-                        cells.append(make_cell("train_clf", name, {"pipeline": pipe, "train": train, "arm": arm_cfg},
-                                               {"pack": pack.key}))
+                    for name, dose, gen in _arm_cells(arm, c.doses):
+                        arm_cfg = {"name": name, "dose": dose, "target_class": c.target_class, "seed": seed}
+                        deps = {"pack": pack.key}
+                        if gen:
+                            arm_cfg["generator"] = gen
+                            deps["sample"] = sample_of[(pipe, gen)].key
+                        dosed = name in ("gta", "oversample", "synthetic")
+                        label = f"{pipe}-{arm}" + (f"x{dose:g}" if dosed else "") + f"-{model}-s{seed}"
+                        cells.append(make_cell("train_clf", label, {"pipeline": pipe, "train": train, "arm": arm_cfg},
+                                               deps))
     return cells
 
 
@@ -98,5 +142,7 @@ def plan_study(spec: StudySpec) -> list[Cell]:
     """Every cell of the study, in stage order (dependencies before dependants)."""
     data = _data_cells(spec)
     packs = _pack_cells(spec, data[-1])
-    trains = _train_cells(spec, packs)
-    return data + list(packs.values()) + trains + _metric_cells(spec, trains)
+    gen = _generator_cells(spec, packs)
+    trains = _train_cells(spec, packs, gen["sample"])
+    gen_cells = gen["train_gen"] + gen["sample"] + gen["gen_metrics"] + gen["feature_space"]
+    return data + list(packs.values()) + gen_cells + trains + _metric_cells(spec, trains)

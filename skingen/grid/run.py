@@ -28,14 +28,14 @@ def results_root(spec: StudySpec, out: str | os.PathLike | None) -> Path:
 
 def plan_table(cells: list[Cell], root: Path) -> list[str]:
     """Per stage: how many cells are done, running, failed, pending and stale."""
-    lines = [f"{'stage':<12} {'cells':>5} {'done':>5} {'running':>7} {'failed':>6} {'pending':>7} {'stale':>5}"]
+    lines = [f"{'stage':<14} {'cells':>5} {'done':>5} {'running':>7} {'failed':>6} {'pending':>7} {'stale':>5}"]
     for stage in STAGES:
         sub = [c for c in cells if c.stage == stage]
         if not sub:
             continue
         states = Counter(cell_state(c, root) for c in sub)
         stale = sum(bool(stale_folders(c, root)) for c in sub)
-        lines.append(f"{stage:<12} {len(sub):>5} {states['done']:>5} {states['running']:>7} {states['failed']:>6} "
+        lines.append(f"{stage:<14} {len(sub):>5} {states['done']:>5} {states['running']:>7} {states['failed']:>6} "
                      f"{states['pending']:>7} {stale:>5}")
     return lines
 

@@ -11,7 +11,11 @@ from ..classify.train import TrainConfig
 from ..config import from_dict, load_toml
 from ..data.split import SplitConfig
 from ..errors import UserError
+from ..generators.ddpm import DDPMConfig
+from ..metrics.gen_eval import GenMetricsConfig
 from ..preprocess.registry import PRESETS
+
+GENERATORS = ("ddpm",)  # stylegan2_ada joins when its implementation lands (issue 5)
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,25 @@ class ClassifySpec:
 
 
 @dataclass(frozen=True)
+class GenerateSpec:
+    """Generators trained per pipeline on the target class's train images, their samples and metrics.
+
+    ``n_synthetic`` 0 samples exactly what the largest synthetic dose needs
+    (round(max dose x real target-class train count)), computed from the train shard.
+    """
+
+    generators: tuple[str, ...] = ()
+    seed: int = 0
+    n_synthetic: int = 0
+    sampler: str = "ddim"
+    sampling_steps: int = 50
+    sample_batch: int = 32
+    ddpm: DDPMConfig = field(default_factory=DDPMConfig)
+    metrics: GenMetricsConfig = field(default_factory=GenMetricsConfig)
+    tsne_perplexity: float = 30.0
+
+
+@dataclass(frozen=True)
 class ExecutorSpec:
     """Where cells run: debug (in process), local (submitit, parallel), slurm; resources from a profile."""
 
@@ -66,6 +89,7 @@ class StudySpec:
     split: SplitConfig
     classify: ClassifySpec
     executor: ExecutorSpec
+    generate: GenerateSpec = field(default_factory=GenerateSpec)
     compare_to_original: bool = False
     path: str = ""
 
@@ -84,14 +108,30 @@ def _check(spec: StudySpec, where: str) -> None:
     for m in spec.classify.models:
         if m not in MODELS:
             raise UserError(f"{where}: classify.models: {m!r} unknown; available: {', '.join(MODELS)}")
+    for g in spec.generate.generators:
+        if g not in GENERATORS:
+            raise UserError(f"{where}: generate.generators: {g!r} unavailable; implemented: {', '.join(GENERATORS)}")
+    synthetic = [f"synthetic_{g}" for g in spec.generate.generators]
     for a in spec.classify.arms:
-        if a not in ARMS or a.startswith("synthetic"):
-            raise UserError(f"{where}: classify.arms: {a!r} unavailable; use real, gta, oversample, class_weighted "
-                            "(synthetic arms arrive with the generator stages)")
+        if a.startswith("synthetic") and a not in synthetic:
+            raise UserError(f"{where}: classify.arms: {a!r} needs its generator in [generate] generators "
+                            f"(arms available: {', '.join(('real', 'gta', 'oversample', 'class_weighted', *synthetic))})")
+        if a not in ARMS and not a.startswith("synthetic"):
+            raise UserError(f"{where}: classify.arms: {a!r} unknown; use real, gta, oversample, class_weighted or "
+                            "synthetic_<generator>")
+    if spec.generate.sampler not in ("ddim", "ddpm"):
+        raise UserError(f"{where}: generate.sampler {spec.generate.sampler!r} unknown; use ddim or ddpm")
     if not spec.data.sources and spec.data.phantom is None:
         raise UserError(f"{where}: [data] needs sources = [...] or a [data.phantom] table")
     if spec.executor.kind not in ("debug", "local", "slurm"):
         raise UserError(f"{where}: executor.kind {spec.executor.kind!r} unknown; use debug, local or slurm")
+
+
+def _generate_spec(raw: dict, where: str) -> GenerateSpec:
+    gen = dict(_table(raw, "generate", where))
+    ddpm = from_dict(DDPMConfig, gen.pop("ddpm", {}), f"{where} [generate.ddpm]")
+    metrics = from_dict(GenMetricsConfig, gen.pop("metrics", {}), f"{where} [generate.metrics]")
+    return from_dict(GenerateSpec, {**gen, "ddpm": ddpm, "metrics": metrics}, f"{where} [generate]")
 
 
 def load_study(path: str | os.PathLike) -> StudySpec:
@@ -99,9 +139,10 @@ def load_study(path: str | os.PathLike) -> StudySpec:
     path = Path(path)
     raw = load_toml(path)
     where = str(path)
-    unknown = sorted(set(raw) - {"study", "data", "split", "classify", "executor"})
+    unknown = sorted(set(raw) - {"study", "data", "split", "classify", "generate", "executor"})
     if unknown:
-        raise UserError(f"{where}: unknown table(s) {', '.join(unknown)}; allowed: study, data, split, classify, executor")
+        raise UserError(f"{where}: unknown table(s) {', '.join(unknown)}; allowed: study, data, split, classify, "
+                        "generate, executor")
     study = dict(_table(raw, "study", where))
     data = dict(_table(raw, "data", where))
     phantom = data.pop("phantom", None)
@@ -118,7 +159,7 @@ def load_study(path: str | os.PathLike) -> StudySpec:
         "seeds": (0,), "pipelines": ("basic",), **study, "path": str(path.resolve()), "data": data_spec,
         # studies de-duplicate near-identical images by default (the split CLI does so only when asked)
         "split": from_dict(SplitConfig, {"dedup": True, **_table(raw, "split", where)}, f"{where} [split]"),
-        "classify": classify_spec,
+        "classify": classify_spec, "generate": _generate_spec(raw, where),
         "executor": from_dict(ExecutorSpec, _table(raw, "executor", where), f"{where} [executor]"),
     }, f"{where} [study]")
     _check(spec, where)

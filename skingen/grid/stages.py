@@ -46,10 +46,61 @@ def run_pack(cell: Cell, out: Path, inputs: dict[str, Path]) -> dict:
     return {"shards": {k: str(v) for k, v in shards.items()}}
 
 
+def run_train_gen(cell: Cell, out: Path, inputs: dict[str, Path]) -> dict:
+    """Train one generator on the train shard's target-class images (resumes after preemption)."""
+    from ..generators.ddpm import DDPMConfig, train_ddpm
+
+    summary = train_ddpm(inputs["pack"] / "train.h5", out, from_dict(DDPMConfig, cell.config["ddpm"], "ddpm"))
+    return {"steps": summary["steps"], "train_images": summary["train_images"]}
+
+
+def run_sample(cell: Cell, out: Path, inputs: dict[str, Path]) -> dict:
+    """Sample the synthetic shard ``out/synthetic.h5``: n images, or what the largest dose needs."""
+    from ..data.classes import CLASS_INDEX
+    from ..data.shards import ShardReader
+    from ..generators.ddpm_sample import sample_to_shard
+
+    c = cell.config
+    n = c["n"] or round(c["max_dose"] * int((ShardReader(inputs["pack"] / "train.h5").labels
+                                            == CLASS_INDEX[c["target_class"]]).sum()))
+    sample_to_shard(inputs["train_gen"], out / "synthetic.h5", max(n, 1), c["target_class"], c["image_size"],
+                    c["sampler"], c["steps"], c["seed"], c["batch"], generator_cell=inputs["train_gen"].name,
+                    extra_attrs={"trained_on_pipeline": c["pipeline"]})
+    return {"images": max(n, 1)}
+
+
+def run_gen_metrics(cell: Cell, out: Path, inputs: dict[str, Path]) -> dict:
+    """FID/KID/IS/PR/memorisation of the cell's synthetic shard against its pipeline's reals."""
+    from ..metrics.gen_eval import GenMetricsConfig, evaluate_synthetic
+
+    cfg = from_dict(GenMetricsConfig, cell.config["metrics"], "metrics")
+    r = evaluate_synthetic(inputs["sample"] / "synthetic.h5", inputs["pack"], out, cfg)
+    return {"fid": r["fid"], "fid_floor": r["fid_floor"], "memorised_fraction": r["memorised_fraction"]}
+
+
+def run_feature_space(cell: Cell, out: Path, inputs: dict[str, Path]) -> dict:
+    """t-SNE of the pipeline's real train features and each generator's, from the gen_metrics caches."""
+    from ..metrics.feature_space import tsne_figure
+    from ..metrics.features import load_cached_features
+
+    c = cell.config
+    gens = sorted(role.split(":", 1)[1] for role in inputs)
+    first = inputs[f"gen_metrics:{gens[0]}"] / "features"
+    groups = {"real": load_cached_features(first / f"train_{c['target_class']}.h5", c["extractor"])}
+    for gen in gens:
+        groups[gen] = load_cached_features(inputs[f"gen_metrics:{gen}"] / "features" / "synthetic.h5", c["extractor"])
+    tsne_figure(groups, out, f"{c['target_class']}, {c['pipeline']} pipeline [{c['extractor']}]", "real",
+                c["perplexity"], c["seed"])
+    return {"sources": {k: len(v) for k, v in groups.items()}}
+
+
 def run_train_clf(cell: Cell, out: Path, inputs: dict[str, Path]) -> dict:
     """Train one classifier cell (resumes from its saved state when re-run after preemption)."""
     train = from_dict(TrainConfig, cell.config["train"], "train")
-    arm = from_dict(ArmConfig, cell.config["arm"], "arm")
+    arm_cfg = dict(cell.config["arm"])
+    if "sample" in inputs:
+        arm_cfg["synthetic_shard"] = str(inputs["sample"] / "synthetic.h5")
+    arm = from_dict(ArmConfig, arm_cfg, "arm")
     summary = train_classifier(inputs["pack"], out, train, arm)
     return {"best_epoch": summary["best_epoch"], "best_val_macro_f1": summary["best_val_macro_f1"]}
 
@@ -65,5 +116,6 @@ def run_clf_metrics(cell: Cell, out: Path, inputs: dict[str, Path]) -> dict:
 
 STAGE_FUNCTIONS: dict[str, Callable[[Cell, Path, dict[str, Path]], dict]] = {
     "phantom": run_phantom, "ingest": run_ingest, "split": run_split, "pack": run_pack,
-    "train_clf": run_train_clf, "clf_metrics": run_clf_metrics,
+    "train_gen": run_train_gen, "sample": run_sample, "gen_metrics": run_gen_metrics,
+    "feature_space": run_feature_space, "train_clf": run_train_clf, "clf_metrics": run_clf_metrics,
 }

@@ -77,6 +77,8 @@ def execute_cell(cell: Cell, root: Path, inputs: dict[str, Path], fn, is_main: b
     record = {**cell.to_json(), "versions": _versions(), "job": _job_info(), "inputs": {k: str(v) for k, v in inputs.items()}}
     if is_main:
         (folder / "FAILED").unlink(missing_ok=True)
+        if (folder / "error.txt").is_file():  # keep the last failure's traceback, out of the way of this attempt's
+            os.replace(folder / "error.txt", folder / "error.previous.txt")
         write_json(folder / "RUNNING", {**record["job"], "since": time.time()})
     start = time.time()
     try:

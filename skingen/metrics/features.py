@@ -158,3 +158,15 @@ def extract_features(image_set: ImageSet, extractor: Extractor, cache: str | os.
         _write_cache(cache_path, extractor, set_id, ids, out.features, out.logits, image_set.describe())
         log.info("features of %s (%s) cached in %s", image_set.describe(), extractor.name, cache_path)
     return out
+
+
+def load_cached_features(path: str | os.PathLike, extractor: str) -> np.ndarray:
+    """The ``extractor`` features stored in a features file (written by :func:`extract_features`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: features file missing; run the generative-metrics cell that writes it")
+    with h5py.File(path, "r") as h5:
+        if extractor not in h5:
+            raise UserError(f"{path}: no {extractor!r} features (has {', '.join(k for k in h5 if k != 'image_id')}); "
+                            "re-run its metrics with that extractor")
+        return h5[extractor][:]

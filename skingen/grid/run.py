@@ -59,8 +59,10 @@ def _profile(spec: StudySpec, kind: str) -> Profile:
 
 
 def run_study(study: str | os.PathLike, executor: str | None = None, out: str | os.PathLike | None = None,
-              dry_run: bool = False, poll: float = 1.0) -> dict[str, Counter]:
-    """Run every cell not yet done; returns per-stage counts of done/failed/blocked cells this run."""
+              dry_run: bool = False, poll: float = 1.0, until: str | None = None) -> dict[str, Counter]:
+    """Run every cell not yet done (stages up to ``until`` only, then no report); returns per-stage counts."""
+    if until is not None and until not in STAGES:
+        raise UserError(f"--until {until!r}: not a stage; stages in order: {', '.join(STAGES)}")
     spec = load_study(study)
     kind = executor or spec.executor.kind
     root = results_root(spec, out).resolve()
@@ -72,7 +74,7 @@ def run_study(study: str | os.PathLike, executor: str | None = None, out: str | 
         return {}
     profile = _profile(spec, kind)
     summary: dict[str, Counter] = {}
-    for stage in STAGES:
+    for stage in STAGES[:STAGES.index(until) + 1] if until else STAGES:
         wave = [c for c in cells if c.stage == stage and cell_state(c, root) != "done"]
         ready = [c for c in wave if all(cell_state(by_key[k], root) == "done" for k in c.deps.values())]
         summary[stage] = Counter(blocked=len(wave) - len(ready))
@@ -88,6 +90,9 @@ def run_study(study: str | os.PathLike, executor: str | None = None, out: str | 
         bar.close()
         summary[stage].update(Counter("done" if ok else "failed" for _, ok in results))
     print("\n".join(plan_table(cells, root)))
+    if until:
+        print(f"stopped after stage {until} as asked; run again without --until for the rest and the report")
+        return summary
     from ..report.build import build_report
 
     print(f"report (the study's closing analysis) -> {build_report(root)}")

@@ -15,65 +15,104 @@ def overrides(a: argparse.Namespace, names: tuple[str, ...], rename: dict | None
     return {rename.get(n, n): getattr(a, n) for n in names if getattr(a, n, None) is not None}
 
 
+GENERATOR_CHOICES = ("ddpm", "stylegan2_ada")
+
+
 def _cmd_gen_summary(a: argparse.Namespace) -> None:
-    if a.generator != "ddpm":
-        raise UserError(f"--generator {a.generator!r}: only ddpm is implemented so far (stylegan2_ada is still to land)")
+    if a.generator == "stylegan2_ada":
+        from .generators.stylegan2.summary import parameter_summary
+
+        print(json.dumps(parameter_summary(a.resolution, a.preset or "paper256", a.conditional), indent=2))
+        return
     from .generators.ddpm_model import parameter_counts
 
     print(json.dumps(parameter_counts(a.resolution, 5 if a.conditional else None), indent=2))
 
 
+def _train_config(a: argparse.Namespace):
+    """The generator's config: its TOML table ([ddpm] or [stylegan2_ada]) updated by command-line options."""
+    from .config import from_dict, load_toml
+
+    if a.generator == "stylegan2_ada":
+        from .generators.stylegan2.train import StyleGAN2Config as cls
+        keys = ("kimg", "seed", "resolution", "preset")
+    else:
+        from .generators.ddpm import DDPMConfig as cls
+        keys = ("max_steps", "seed", "resolution")
+    data = load_toml(a.config).get(a.generator, {}) if a.config else {}
+    return from_dict(cls, {**data, **overrides(a, keys)}, f"{a.config or 'options'} [{a.generator}]")
+
+
 def _cmd_gen_train(a: argparse.Namespace) -> int:
     from .classify.loop import Preempted
-    from .config import from_dict, load_toml
-    from .generators.ddpm import DDPMConfig, train_ddpm
 
-    data = load_toml(a.config).get("ddpm", {}) if a.config else {}
-    cfg = from_dict(DDPMConfig, {**data, **overrides(a, ("max_steps", "seed", "resolution"))}, f"{a.config or 'options'} [ddpm]")
+    cfg = _train_config(a)
     try:
-        summary = train_ddpm(Path(a.shards) / "train.h5", a.out, cfg)
+        if a.generator == "stylegan2_ada":
+            from .generators.stylegan2.train import train_stylegan2
+
+            s = train_stylegan2(Path(a.shards) / "train.h5", a.out, cfg)
+            print(f"stylegan2_ada: {s['kimg']:g} kimg ({s['steps']} steps) on {s['train_images']} train images, "
+                  f"ADA p {s['ada_p']:.3f}; G_ema snapshot in {a.out}/snapshot")
+        else:
+            from .generators.ddpm import train_ddpm
+
+            s = train_ddpm(Path(a.shards) / "train.h5", a.out, cfg)
+            print(f"ddpm: {s['steps']} steps on {s['train_images']} train images; EMA snapshot in {a.out}/pipeline")
     except Preempted as exc:
         print(f"skingen: preempted: {exc}; run the same command again to resume", file=sys.stderr)
         return 3
-    print(f"ddpm: {summary['steps']} steps on {summary['train_images']} train images; EMA snapshot in {a.out}/pipeline")
     return 0
 
 
 def _cmd_gen_sample(a: argparse.Namespace) -> None:
-    from .generators.ddpm_sample import sample_to_shard
+    if a.generator == "stylegan2_ada":
+        from .generators.stylegan2.sample import sample_to_shard as sg2_sample
 
-    out = sample_to_shard(a.cell, a.out, a.n, a.label, a.image_size, a.sampler, a.steps, a.seed, a.batch, a.conditional)
+        out = sg2_sample(a.cell, a.out, a.n, a.label, a.image_size, a.psi, a.seed, a.batch)
+    else:
+        from .generators.ddpm_sample import sample_to_shard
+
+        out = sample_to_shard(a.cell, a.out, a.n, a.label, a.image_size, a.sampler, a.steps, a.seed, a.batch,
+                              a.conditional)
     print(f"{a.n} synthetic {a.label} images -> {out}")
 
 
 def add_gen_parser(sub: argparse._SubParsersAction) -> None:
-    gen = sub.add_parser("gen", help="generators: parameter summary, DDPM training and sampling").add_subparsers(
+    gen = sub.add_parser("gen", help="generators: summaries, training, sampling, generative metrics").add_subparsers(
         dest="gen_cmd", required=True)
+    which = dict(choices=GENERATOR_CHOICES, default="ddpm", help="ddpm (default) or stylegan2_ada")
     p = gen.add_parser("summary", help="JSON parameter counts of a generator preset")
-    p.add_argument("--generator", required=True, help="ddpm (stylegan2_ada to come)")
+    p.add_argument("--generator", required=True, choices=GENERATOR_CHOICES)
     p.add_argument("--resolution", type=int, required=True)
-    p.add_argument("--preset", help="accepted for the DESIGN contract; DDPM presets follow the resolution")
+    p.add_argument("--preset", help="stylegan2_ada: paper256 (default), stylegan2, small, tiny; DDPM presets follow "
+                                    "the resolution")
     p.add_argument("--conditional", action="store_true")
     p.set_defaults(fn=_cmd_gen_summary)
-    p = gen.add_parser("train", help="train a DDPM on the train shard's target class")
+    p = gen.add_parser("train", help="train a generator on the train shard's target class")
     p.add_argument("shards", help="folder with train.h5")
+    p.add_argument("--generator", **which)
     p.add_argument("--out", required=True)
-    p.add_argument("--config", help="TOML with a [ddpm] table (any DDPMConfig field)")
-    p.add_argument("--max-steps", dest="max_steps", type=int)
+    p.add_argument("--config", help="TOML with a [ddpm] or [stylegan2_ada] table (any config field)")
+    p.add_argument("--max-steps", dest="max_steps", type=int, help="ddpm")
+    p.add_argument("--kimg", type=float, help="stylegan2_ada: thousands of real images to show")
+    p.add_argument("--preset", help="stylegan2_ada network preset")
     p.add_argument("--resolution", type=int)
     p.add_argument("--seed", type=int)
     p.set_defaults(fn=_cmd_gen_train)
-    p = gen.add_parser("sample", help="sample a trained DDPM cell into a synthetic shard")
-    p.add_argument("cell", help="the DDPM cell folder (holds pipeline/)")
+    p = gen.add_parser("sample", help="sample a trained generator cell into a synthetic shard")
+    p.add_argument("cell", help="the generator cell folder (DDPM: pipeline/; StyleGAN2: snapshot/)")
+    p.add_argument("--generator", **which)
     p.add_argument("--out", required=True, help="synthetic shard .h5")
     p.add_argument("--n", type=int, required=True)
     p.add_argument("--label", default="MEL")
     p.add_argument("--image-size", dest="image_size", type=int, required=True)
-    p.add_argument("--sampler", default="ddim", help="ddim|ddpm")
-    p.add_argument("--steps", type=int, default=50)
+    p.add_argument("--sampler", default="ddim", help="ddpm: ddim|ddpm")
+    p.add_argument("--steps", type=int, default=50, help="ddpm: sampling steps")
+    p.add_argument("--psi", type=float, default=0.8, help="stylegan2_ada: truncation (default 0.8, as the original)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--conditional", action="store_true")
+    p.add_argument("--conditional", action="store_true", help="ddpm: class-conditional model")
     p.set_defaults(fn=_cmd_gen_sample)
     _add_gen_metrics(gen)
 

@@ -15,7 +15,7 @@ from builders import read_rows, study_variant
 
 GENERATE = """
 [generate]
-generators = ["ddpm"]
+generators = ["ddpm", "stylegan2_ada"]
 sampling_steps = 3
 sample_batch = 16
 
@@ -29,6 +29,12 @@ checkpoint_every = 0
 grid_images = 4
 grid_steps = 2
 
+[generate.stylegan2_ada]
+preset = "tiny"
+kimg = 0.032
+batch_size = 8
+grid_images = 4
+
 [generate.metrics]
 extractor = "tiny"
 n_boot = 10
@@ -36,7 +42,7 @@ kid_subsets = 10
 """
 
 
-def _study(tmp_path, extra: str = GENERATE, arms: str = 'arms = ["real", "synthetic_ddpm"]'):
+def _study(tmp_path, extra: str = GENERATE, arms: str = 'arms = ["real", "synthetic_ddpm", "synthetic_stylegan2_ada"]'):
     path = study_variant(tmp_path, replace={'arms = ["real", "oversample"]': arms})
     path.write_text(path.read_text() + extra)
     return path
@@ -45,24 +51,29 @@ def _study(tmp_path, extra: str = GENERATE, arms: str = 'arms = ["real", "synthe
 def test_plan_wires_generators_into_the_grid(tmp_path):
     cells = plan_study(load_study(_study(tmp_path)))
     by_stage = {s: [c for c in cells if c.stage == s] for s in {c.stage for c in cells}}
-    assert [len(by_stage[s]) for s in ("train_gen", "sample", "gen_metrics", "feature_space")] == [1, 1, 1, 1]
+    assert [len(by_stage[s]) for s in ("train_gen", "sample", "gen_metrics", "feature_space")] == [2, 2, 2, 1]
     sample, train_gen = by_stage["sample"][0], by_stage["train_gen"][0]
-    assert sample.deps["train_gen"] == train_gen.key and train_gen.config["ddpm"]["resolution"] == 32
-    assert train_gen.config["ddpm"]["classes"] == ["MEL"] or train_gen.config["ddpm"]["classes"] == ("MEL",)
+    assert train_gen.config["generator"] == "ddpm" and by_stage["train_gen"][1].config["config"]["preset"] == "tiny"
+    assert sample.deps["train_gen"] == train_gen.key and train_gen.config["config"]["resolution"] == 32
+    assert list(train_gen.config["config"]["classes"]) == ["MEL"]
     syn = next(c for c in by_stage["train_clf"] if c.config["arm"].get("generator") == "ddpm")
     real = next(c for c in by_stage["train_clf"] if c.config["arm"]["name"] == "real")
     assert syn.deps["sample"] == sample.key and "sample" not in real.deps
     (tmp_path / "b").mkdir()
     changed = plan_study(load_study(_study(tmp_path / "b", GENERATE.replace("max_steps = 4", "max_steps = 5"))))
     old = {c.key for c in cells}
-    rekeyed = {c.stage for c in changed if c.key not in old}
-    assert rekeyed == {"train_gen", "sample", "gen_metrics", "feature_space", "train_clf", "clf_metrics"}
+    rekeyed = [c for c in changed if c.key not in old]
+    assert {c.stage for c in rekeyed} == {"train_gen", "sample", "gen_metrics", "feature_space", "train_clf",
+                                          "clf_metrics"}
+    assert all(c.config.get("generator", "ddpm") == "ddpm" for c in rekeyed if c.stage != "feature_space")
     assert real.key in {c.key for c in changed}  # the real arm does not depend on the generator
 
 
 @pytest.mark.parametrize("arms, extra, message", [
     ('arms = ["real", "synthetic_ddpm"]', "", "needs its generator in [generate] generators"),
-    ('arms = ["real"]', '\n[generate]\ngenerators = ["stylegan2_ada"]\n', "'stylegan2_ada' unavailable; implemented: ddpm"),
+    ('arms = ["real"]', '\n[generate]\ngenerators = ["stylegan2_ada"]\n[generate.stylegan2_ada]\naugment = "maybe"\n',
+     "augment 'maybe'"),
+    ('arms = ["real"]', '\n[generate]\ngenerators = ["gan"]\n', "'gan' unavailable; implemented: ddpm, stylegan2_ada"),
     ('arms = ["real"]', '\n[generate]\ngenerators = ["ddpm"]\nsampler = "euler"\n', "sampler 'euler' unknown"),
 ])
 def test_bad_generator_specs_are_one_line_errors(tmp_path, cli, arms, extra, message):
@@ -77,25 +88,32 @@ def test_generator_study_runs_end_to_end(tmp_path):
     summary = run_study(path, "debug", out)
     assert all(counts["failed"] == 0 for counts in summary.values())
     cells = plan_study(spec)
-    folder = {c.stage: c.folder(out) for c in cells if c.stage in ("pack", "train_gen", "sample", "gen_metrics",
-                                                                  "feature_space")}
-    assert all((f / "DONE").is_file() for f in folder.values())
-    n_mel = int((ShardReader(folder["pack"] / "train.h5").labels == CLASS_INDEX["MEL"]).sum())
-    syn = ShardReader(folder["sample"] / "synthetic.h5")
-    assert len(syn) == n_mel and (syn.labels == CLASS_INDEX["MEL"]).all()
-    assert syn.attrs["generator_cell"] == folder["train_gen"].name and syn.attrs["checkpoint_step"] == 4
-    assert syn.attrs["trained_on_pipeline"] == "basic" and syn.attrs["sampling_steps"] == 3
-    metrics = json.loads((folder["gen_metrics"] / "metrics.json").read_text())
-    assert metrics["n_fake"] == n_mel and metrics["n_real"] == n_mel and metrics["extractor"] == "tiny"
-    assert {r["source"] for r in read_rows(folder["feature_space"] / "tsne.csv")} == {"real", "ddpm"}
-    clf = next(c for c in cells if c.stage == "train_clf" and c.config["arm"].get("generator"))
+    assert all((c.folder(out) / "DONE").is_file() for c in cells)
+    pack = next(c for c in cells if c.stage == "pack").folder(out)
+    n_mel = int((ShardReader(pack / "train.h5").labels == CLASS_INDEX["MEL"]).sum())
+    of = {(c.stage, c.config.get("generator")): c.folder(out) for c in cells}
+    for gen, step_attr, steps in (("ddpm", "checkpoint_step", 4), ("stylegan2_ada", "kimg", 0.032)):
+        syn = ShardReader(of["sample", gen] / "synthetic.h5")
+        assert len(syn) == n_mel and (syn.labels == CLASS_INDEX["MEL"]).all() and syn.attrs["generator"] == gen
+        assert syn.attrs["generator_cell"] == of["train_gen", gen].name and syn.attrs[step_attr] == pytest.approx(steps)
+        assert syn.attrs["trained_on_pipeline"] == "basic"
+        metrics = json.loads((of["gen_metrics", gen] / "metrics.json").read_text())
+        assert metrics["n_fake"] == n_mel == metrics["n_real"] and metrics["extractor"] == "tiny"
+    fs = next(c for c in cells if c.stage == "feature_space").folder(out)
+    assert {r["source"] for r in read_rows(fs / "tsne.csv")} == {"real", "ddpm", "stylegan2_ada"}
+    clf = next(c for c in cells if c.stage == "train_clf" and c.config["arm"].get("generator") == "stylegan2_ada")
     composition = json.loads((clf.folder(out) / "train_summary.json").read_text())["arm"]
     assert composition["per_class"]["MEL"]["synthetic"] == n_mel
-    assert composition["synthetic_provenance"]["generator"] == "ddpm"
+    assert composition["synthetic_provenance"]["generator"] == "stylegan2_ada"
     report = out / "report"
     gen_rows = read_rows(report / "tables" / "generative_metrics.csv")
-    assert len(gen_rows) == 1 and gen_rows[0]["Generator"] == "ddpm" and gen_rows[0]["N real / fake"] == f"{n_mel} / {n_mel}"
-    assert {r["Arm"] for r in read_rows(report / "tables" / "classifier_global.csv")} == {"real", "synthetic_ddpm"}
+    assert [r["Generator"] for r in gen_rows] == ["ddpm", "stylegan2_ada"]
+    assert gen_rows[0]["N real / fake"] == f"{n_mel} / {n_mel}"
+    arms = {r["Arm"] for r in read_rows(report / "tables" / "classifier_global.csv")}
+    assert arms == {"real", "synthetic_ddpm", "synthetic_stylegan2_ada"}
+    effects = {(r["Factor"], r["Metric"]): r for r in read_rows(report / "tables" / "factor_effects.csv")}
+    generator = effects[("generator", "macro_f1")]
+    assert generator["Pairs"] == "1" and not generator["Effect [95 % CI]"].startswith("missing")
     audit = {r["Check"]: r["Result"] for r in read_rows(report / "tables" / "protocol_audit.csv")}
     assert audit["generators trained on train only"] == "pass"
     assert audit["synthetic shards hold the target class only"] == "pass"

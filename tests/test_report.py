@@ -31,7 +31,8 @@ def test_report_tables_and_audit(smoke_results):
     assert audit["lesion overlap across splits"] == "pass" and audit["one real test set for every cell"] == "pass"
     summary = json.loads((report / "summary.json").read_text())
     assert "pipeline" in " ".join(summary["verdicts"])  # only one pipeline: preprocessing is not estimable
-    assert (report / "tables" / "missing.tex").read_text().count("generator") >= 1
+    effects = {(r["Factor"], r["Metric"]): r["Effect [95 % CI]"] for r in read_rows(report / "tables" / "factor_effects.csv")}
+    assert effects[("generator", "macro_f1")].startswith("missing: needs both synthetic_stylegan2_ada and synthetic_ddpm")
 
 
 def test_missing_cells_shown_with_reason_never_zero(smoke_results, tmp_path):

@@ -74,13 +74,14 @@ def _generator_cells(spec: StudySpec, packs: dict[str, Cell]) -> dict[str, list[
     for pipe, pack in packs.items():
         metrics = []
         for gen in g.generators:
-            ddpm = asdict(replace(g.ddpm, resolution=spec.image_size, classes=(target,), seed=g.seed))
-            train = make_cell("train_gen", f"{pipe}-{gen}", {"generator": gen, "pipeline": pipe, "ddpm": ddpm},
+            gen_cfg = asdict(replace(getattr(g, gen), resolution=spec.image_size, classes=(target,), seed=g.seed))
+            train = make_cell("train_gen", f"{pipe}-{gen}", {"generator": gen, "pipeline": pipe, "config": gen_cfg},
                               {"pack": pack.key})
             sample = make_cell("sample", f"{pipe}-{gen}", {
                 "generator": gen, "pipeline": pipe, "target_class": target, "n": g.n_synthetic, "max_dose": max(doses),
                 "image_size": spec.image_size, "sampler": g.sampler, "steps": g.sampling_steps, "seed": g.seed,
-                "batch": g.sample_batch}, {"train_gen": train.key, "pack": pack.key})
+                "batch": g.sample_batch, **({"psi": g.stylegan2_ada.truncation_psi} if gen == "stylegan2_ada" else {})},
+                {"train_gen": train.key, "pack": pack.key})
             metric = make_cell("gen_metrics", f"{pipe}-{gen}", {"generator": gen, "pipeline": pipe,
                                                                 "metrics": asdict(g.metrics)},
                                {"sample": sample.key, "pack": pack.key})

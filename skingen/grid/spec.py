@@ -12,10 +12,12 @@ from ..config import from_dict, load_toml
 from ..data.split import SplitConfig
 from ..errors import UserError
 from ..generators.ddpm import DDPMConfig
+from ..generators.stylegan2.train import StyleGAN2Config
+from ..generators.stylegan2.train import validate as validate_stylegan2
 from ..metrics.gen_eval import GenMetricsConfig
 from ..preprocess.registry import PRESETS
 
-GENERATORS = ("ddpm",)  # stylegan2_ada joins when its implementation lands (issue 5)
+GENERATORS = ("ddpm", "stylegan2_ada")
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,7 @@ class GenerateSpec:
     sampling_steps: int = 50
     sample_batch: int = 32
     ddpm: DDPMConfig = field(default_factory=DDPMConfig)
+    stylegan2_ada: StyleGAN2Config = field(default_factory=StyleGAN2Config)
     metrics: GenMetricsConfig = field(default_factory=GenMetricsConfig)
     tsne_perplexity: float = 30.0
 
@@ -119,6 +122,11 @@ def _check(spec: StudySpec, where: str) -> None:
         if a not in ARMS and not a.startswith("synthetic"):
             raise UserError(f"{where}: classify.arms: {a!r} unknown; use real, gta, oversample, class_weighted or "
                             "synthetic_<generator>")
+    if "stylegan2_ada" in spec.generate.generators:
+        try:
+            validate_stylegan2(spec.generate.stylegan2_ada)
+        except UserError as exc:
+            raise UserError(f"{where}: [generate.stylegan2_ada] {exc}") from None
     if spec.generate.sampler not in ("ddim", "ddpm"):
         raise UserError(f"{where}: generate.sampler {spec.generate.sampler!r} unknown; use ddim or ddpm")
     if not spec.data.sources and spec.data.phantom is None:
@@ -130,8 +138,10 @@ def _check(spec: StudySpec, where: str) -> None:
 def _generate_spec(raw: dict, where: str) -> GenerateSpec:
     gen = dict(_table(raw, "generate", where))
     ddpm = from_dict(DDPMConfig, gen.pop("ddpm", {}), f"{where} [generate.ddpm]")
+    sg2 = from_dict(StyleGAN2Config, gen.pop("stylegan2_ada", {}), f"{where} [generate.stylegan2_ada]")
     metrics = from_dict(GenMetricsConfig, gen.pop("metrics", {}), f"{where} [generate.metrics]")
-    return from_dict(GenerateSpec, {**gen, "ddpm": ddpm, "metrics": metrics}, f"{where} [generate]")
+    return from_dict(GenerateSpec, {**gen, "ddpm": ddpm, "stylegan2_ada": sg2, "metrics": metrics},
+                     f"{where} [generate]")
 
 
 def load_study(path: str | os.PathLike) -> StudySpec:

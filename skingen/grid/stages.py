@@ -48,9 +48,15 @@ def run_pack(cell: Cell, out: Path, inputs: dict[str, Path]) -> dict:
 
 def run_train_gen(cell: Cell, out: Path, inputs: dict[str, Path]) -> dict:
     """Train one generator on the train shard's target-class images (resumes after preemption)."""
-    from ..generators.ddpm import DDPMConfig, train_ddpm
+    train = inputs["pack"] / "train.h5"
+    if cell.config["generator"] == "stylegan2_ada":
+        from ..generators.stylegan2.train import StyleGAN2Config, train_stylegan2
 
-    summary = train_ddpm(inputs["pack"] / "train.h5", out, from_dict(DDPMConfig, cell.config["ddpm"], "ddpm"))
+        summary = train_stylegan2(train, out, from_dict(StyleGAN2Config, cell.config["config"], "stylegan2_ada"))
+    else:
+        from ..generators.ddpm import DDPMConfig, train_ddpm
+
+        summary = train_ddpm(train, out, from_dict(DDPMConfig, cell.config["config"], "ddpm"))
     return {"steps": summary["steps"], "train_images": summary["train_images"]}
 
 
@@ -61,12 +67,19 @@ def run_sample(cell: Cell, out: Path, inputs: dict[str, Path]) -> dict:
     from ..generators.ddpm_sample import sample_to_shard
 
     c = cell.config
-    n = c["n"] or round(c["max_dose"] * int((ShardReader(inputs["pack"] / "train.h5").labels
-                                            == CLASS_INDEX[c["target_class"]]).sum()))
-    sample_to_shard(inputs["train_gen"], out / "synthetic.h5", max(n, 1), c["target_class"], c["image_size"],
-                    c["sampler"], c["steps"], c["seed"], c["batch"], generator_cell=inputs["train_gen"].name,
-                    extra_attrs={"trained_on_pipeline": c["pipeline"]})
-    return {"images": max(n, 1)}
+    n = max(1, c["n"] or round(c["max_dose"] * int((ShardReader(inputs["pack"] / "train.h5").labels
+                                                    == CLASS_INDEX[c["target_class"]]).sum())))
+    extra = {"trained_on_pipeline": c["pipeline"]}
+    if c["generator"] == "stylegan2_ada":
+        from ..generators.stylegan2.sample import sample_to_shard as sg2_sample
+
+        sg2_sample(inputs["train_gen"], out / "synthetic.h5", n, c["target_class"], c["image_size"], c["psi"],
+                   c["seed"], c["batch"], generator_cell=inputs["train_gen"].name, extra_attrs=extra)
+    else:
+        sample_to_shard(inputs["train_gen"], out / "synthetic.h5", n, c["target_class"], c["image_size"],
+                        c["sampler"], c["steps"], c["seed"], c["batch"], generator_cell=inputs["train_gen"].name,
+                        extra_attrs=extra)
+    return {"images": n}
 
 
 def run_gen_metrics(cell: Cell, out: Path, inputs: dict[str, Path]) -> dict:

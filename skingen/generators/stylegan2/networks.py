@@ -1,0 +1,204 @@
+"""StyleGAN2 config-F networks: mapping, skip-architecture synthesis, residual discriminator.
+
+Channel counts follow ``min(channel_base // resolution, channel_max)``. The generator's w is
+broadcast to ``num_ws`` layers (two convs per block above 4x4, one at 4x4, plus the last toRGB;
+each toRGB shares its w with the next block's first conv). Class conditioning embeds the label
+into the mapping network; the discriminator projects its output onto a mapped label embedding.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+
+from .layers import EqualConv2d, EqualLinear, MinibatchStd, ModulatedConv, normalize_2nd_moment, upsample2x
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """Architecture hyper-parameters (what a network snapshot records)."""
+
+    resolution: int = 256
+    z_dim: int = 512
+    w_dim: int = 512
+    c_dim: int = 0  # number of classes for conditioning (0: unconditional)
+    channel_base: int = 16384
+    channel_max: int = 512
+    mapping_layers: int = 8
+    mapping_lr_mul: float = 0.01
+    mbstd_group: int = 8
+    conv_clamp: float | None = None  # 256 with mixed precision
+
+    def channels(self, res: int) -> int:
+        """Feature maps at resolution ``res``."""
+        return min(self.channel_base // res, self.channel_max)
+
+    @property
+    def log2(self) -> int:
+        return int(math.log2(self.resolution))
+
+    @property
+    def num_ws(self) -> int:
+        """Number of w vectors the synthesis network consumes."""
+        return 2 * self.log2 - 2
+
+
+PRESETS: dict[str, dict] = {
+    "paper256": dict(channel_base=16384, channel_max=512, mapping_layers=8, mbstd_group=8),  # fmaps 0.5
+    "stylegan2": dict(channel_base=32768, channel_max=512, mapping_layers=8, mbstd_group=4),  # config F, fmaps 1
+    "small": dict(z_dim=128, w_dim=128, channel_base=4096, channel_max=128, mapping_layers=4, mbstd_group=4),
+    "tiny": dict(z_dim=32, w_dim=32, channel_base=512, channel_max=32, mapping_layers=2, mbstd_group=2),
+}
+
+
+def network_config(preset: str, resolution: int, c_dim: int = 0, **overrides) -> NetworkConfig:
+    """The config of ``preset`` at ``resolution`` (a power of two, 16-1024)."""
+    from ...errors import UserError
+
+    if preset not in PRESETS:
+        raise UserError(f"StyleGAN2 preset {preset!r} unknown; available: {', '.join(PRESETS)}")
+    if resolution < 16 or resolution > 1024 or resolution & (resolution - 1):
+        raise UserError(f"StyleGAN2 resolution {resolution}: use a power of two from 16 to 1024")
+    return NetworkConfig(resolution=resolution, c_dim=c_dim, **{**PRESETS[preset], **overrides})
+
+
+class MappingNetwork(torch.nn.Module):
+    """z (pixel-normalised) [+ class embedding] -> w through ``mapping_layers`` lr-reduced FC layers."""
+
+    def __init__(self, cfg: NetworkConfig):
+        super().__init__()
+        self.cfg = cfg
+        in_dim = cfg.z_dim
+        if cfg.c_dim:
+            self.embed = EqualLinear(cfg.c_dim, cfg.w_dim)
+            in_dim += cfg.w_dim
+        dims = [in_dim] + [cfg.w_dim] * cfg.mapping_layers
+        self.layers = torch.nn.ModuleList(EqualLinear(a, b, lr_mul=cfg.mapping_lr_mul, activation=True)
+                                          for a, b in zip(dims[:-1], dims[1:]))
+        self.register_buffer("w_avg", torch.zeros(cfg.w_dim))
+
+    def forward(self, z: torch.Tensor, c: torch.Tensor | None = None, psi: float = 1.0,
+                update_w_avg: bool = False, w_avg_beta: float = 0.995) -> torch.Tensor:
+        x = normalize_2nd_moment(z)
+        if self.cfg.c_dim:
+            x = torch.cat([x, normalize_2nd_moment(self.embed(c))], dim=1)
+        for layer in self.layers:
+            x = layer(x)
+        if update_w_avg:
+            self.w_avg.copy_(x.detach().mean(0).lerp(self.w_avg, w_avg_beta))
+        if psi != 1.0:
+            x = self.w_avg.lerp(x, psi)  # truncation toward the average w
+        return x.unsqueeze(1).repeat(1, self.cfg.num_ws, 1)
+
+
+class SynthesisBlock(torch.nn.Module):
+    """One resolution: (upsampling conv), conv, toRGB added to the upsampled image (skip architecture)."""
+
+    def __init__(self, cfg: NetworkConfig, in_ch: int, out_ch: int, res: int):
+        super().__init__()
+        self.first = res == 4
+        if self.first:
+            self.const = torch.nn.Parameter(torch.randn(out_ch, 4, 4))
+        else:
+            self.conv0 = ModulatedConv(in_ch, out_ch, cfg.w_dim, res, up=True, clamp=cfg.conv_clamp)
+        self.conv1 = ModulatedConv(out_ch, out_ch, cfg.w_dim, res, clamp=cfg.conv_clamp)
+        self.torgb = ModulatedConv(out_ch, 3, cfg.w_dim, res, kernel=1, demodulate=False, activation=False,
+                                   use_noise=False)
+        self.num_conv = 1 if self.first else 2
+
+    def forward(self, x, img, ws: torch.Tensor, noise_mode: str):
+        if self.first:
+            x = self.const[None].repeat(ws.shape[0], 1, 1, 1)
+            x = self.conv1(x, ws[:, 0], noise_mode)
+        else:
+            x = self.conv0(x, ws[:, 0], noise_mode)
+            x = self.conv1(x, ws[:, 1], noise_mode)
+        rgb = self.torgb(x, ws[:, self.num_conv], noise_mode)
+        img = rgb if img is None else upsample2x(img) + rgb
+        return x, img
+
+
+class SynthesisNetwork(torch.nn.Module):
+    """ws (N, num_ws, w_dim) -> image (N, 3, R, R), roughly in [-1, 1]."""
+
+    def __init__(self, cfg: NetworkConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.blocks = torch.nn.ModuleList()
+        for k in range(2, cfg.log2 + 1):
+            res = 2 ** k
+            self.blocks.append(SynthesisBlock(cfg, cfg.channels(res // 2) if res > 4 else 0, cfg.channels(res), res))
+
+    def forward(self, ws: torch.Tensor, noise_mode: str = "random") -> torch.Tensor:
+        x = img = None
+        i = 0
+        for block in self.blocks:
+            x, img = block(x, img, ws[:, i:i + block.num_conv + 1], noise_mode)
+            i += block.num_conv
+        return img
+
+
+class Generator(torch.nn.Module):
+    """Mapping + synthesis; ``forward(z, c)`` returns images."""
+
+    def __init__(self, cfg: NetworkConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.mapping = MappingNetwork(cfg)
+        self.synthesis = SynthesisNetwork(cfg)
+
+    def forward(self, z: torch.Tensor, c: torch.Tensor | None = None, psi: float = 1.0,
+                noise_mode: str = "random") -> torch.Tensor:
+        return self.synthesis(self.mapping(z, c, psi), noise_mode)
+
+    def config_dict(self) -> dict:
+        """The architecture as a plain dict (stored beside network snapshots)."""
+        return asdict(self.cfg)
+
+
+class DiscriminatorBlock(torch.nn.Module):
+    """Residual block: (fromRGB at the top), conv, downsampling conv, 1x1 downsampling skip, / sqrt(2)."""
+
+    def __init__(self, cfg: NetworkConfig, in_ch: int, out_ch: int, top: bool):
+        super().__init__()
+        self.fromrgb = EqualConv2d(3, in_ch, 1, clamp=cfg.conv_clamp) if top else None
+        self.conv0 = EqualConv2d(in_ch, in_ch, 3, clamp=cfg.conv_clamp)
+        self.conv1 = EqualConv2d(in_ch, out_ch, 3, down=True, clamp=cfg.conv_clamp)
+        self.skip = EqualConv2d(in_ch, out_ch, 1, bias=False, down=True, activation=False)
+
+    def forward(self, x: torch.Tensor, img: torch.Tensor | None) -> torch.Tensor:
+        if self.fromrgb is not None:
+            x = self.fromrgb(img)
+        y = self.skip(x)
+        x = self.conv1(self.conv0(x))
+        return (x + y) * math.sqrt(0.5)
+
+
+class Discriminator(torch.nn.Module):
+    """Residual discriminator; the epilogue appends minibatch std, then conv, FC and the output (or projection)."""
+
+    def __init__(self, cfg: NetworkConfig):
+        super().__init__()
+        self.cfg = cfg
+        res_list = [2 ** k for k in range(cfg.log2, 2, -1)]
+        self.blocks = torch.nn.ModuleList(DiscriminatorBlock(cfg, cfg.channels(r), cfg.channels(r // 2), r == cfg.resolution)
+                                          for r in res_list)
+        ch = cfg.channels(4)
+        self.mbstd = MinibatchStd(cfg.mbstd_group, 1)
+        self.conv = EqualConv2d(ch + 1, ch, 3, clamp=cfg.conv_clamp)
+        self.fc = EqualLinear(ch * 16, ch, activation=True)
+        self.out = EqualLinear(ch, cfg.w_dim if cfg.c_dim else 1)
+        if cfg.c_dim:
+            self.cmap = torch.nn.Sequential(EqualLinear(cfg.c_dim, cfg.w_dim, activation=True),
+                                            EqualLinear(cfg.w_dim, cfg.w_dim))
+
+    def forward(self, img: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        x = None
+        for block in self.blocks:
+            x = block(x, img)
+        x = self.conv(self.mbstd(x))
+        x = self.out(self.fc(x.flatten(1)))
+        if self.cfg.c_dim:
+            x = (x * self.cmap(c)).sum(dim=1, keepdim=True) / math.sqrt(self.cfg.w_dim)
+        return x

@@ -1,0 +1,40 @@
+"""Sample a trained StyleGAN2-ADA cell into a synthetic shard (truncation psi, seeds, batches)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from ...data.classes import CLASS_INDEX
+from ...data.shards import ShardWriter
+from ...errors import UserError
+from .snapshot import generate, load_generator
+
+
+def sample_to_shard(cell_dir: str | os.PathLike, out_shard: str | os.PathLike, n: int, label: str, image_size: int,
+                    psi: float = 0.8, seed: int = 0, batch: int = 32, generator_cell: str = "",
+                    extra_attrs: dict | None = None) -> Path:
+    """``n`` images of class ``label`` from the cell's G_ema snapshot into a synthetic shard with provenance."""
+    if label not in CLASS_INDEX:
+        raise UserError(f"class {label!r} unknown")
+    G, meta = load_generator(Path(cell_dir) / "snapshot")
+    trained_on = meta["config"]["classes"]
+    if not G.cfg.c_dim and label not in trained_on:
+        raise UserError(f"{cell_dir}: unconditional generator trained on {', '.join(trained_on)}, not {label}")
+    attrs = {"synthetic": True, "generator": "stylegan2_ada", "generator_cell": generator_cell or str(cell_dir),
+             "checkpoint_step": meta["step"], "kimg": meta["kimg"], "ema": True, "truncation_psi": psi,
+             "sampling_seed": seed, "synthetic_class": label, "conditional": bool(G.cfg.c_dim),
+             "ada_p": meta["ada_p"], **(extra_attrs or {})}
+    class_index = CLASS_INDEX[label] if G.cfg.c_dim else None
+    seeds = np.arange(n) + seed * 1_000_000
+    with ShardWriter(out_shard, image_size, pipeline="synthetic", attrs=attrs, capacity=n) as w:
+        for start in tqdm(range(0, n, batch), desc=f"stylegan2 sample {label}", unit="batch", leave=False):
+            for i, img in zip(seeds[start:start + batch], generate(G, seeds[start:start + batch], psi, class_index, batch)):
+                if img.shape[0] != image_size:
+                    img = cv2.resize(img, (image_size, image_size), interpolation=cv2.INTER_AREA)
+                name = f"SYN_stylegan2_{seed}_{int(i) - seed * 1_000_000:06d}"
+                w.add(np.ascontiguousarray(img), CLASS_INDEX[label], name, name, "synthetic:stylegan2_ada")
+    return Path(out_shard)

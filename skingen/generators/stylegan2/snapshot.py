@@ -1,0 +1,75 @@
+"""Network snapshots: G_ema weights as safetensors + ``network.json``; loading never unpickles."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ...atomic import atomic_path, write_json
+from ...errors import UserError
+from .networks import Generator, NetworkConfig
+
+
+def save_snapshot(G: Generator, folder: Path, meta: dict, grid_png: Path | None = None, grid_images: int = 0,
+                  psi: float = 0.8, seed: int = 0) -> None:
+    """Write ``folder/network.safetensors`` + ``folder/network.json`` (architecture, step, ...) and a sample grid."""
+    import safetensors.torch
+
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in G.state_dict().items()}
+    with atomic_path(folder / "network.safetensors") as tmp:
+        safetensors.torch.save_file(state, str(tmp))
+    write_json(folder / "network.json", {"network": G.config_dict(), **meta})
+    if grid_png is not None and grid_images:
+        images = generate(G, np.arange(grid_images) + seed * 100_000, psi=psi)
+        with atomic_path(grid_png) as tmp:
+            Image.fromarray(image_grid(images)).save(tmp, format="PNG")
+
+
+def load_generator(folder: str | Path, device: str | torch.device = "cpu") -> tuple[Generator, dict]:
+    """The snapshot's generator (eval mode) and its metadata."""
+    import safetensors.torch
+
+    folder = Path(folder)
+    meta_path, weights = folder / "network.json", folder / "network.safetensors"
+    if not meta_path.is_file() or not weights.is_file():
+        raise UserError(f"{folder}: no StyleGAN2 snapshot (network.json + network.safetensors); train the cell first")
+    meta = json.loads(meta_path.read_text())
+    G = Generator(NetworkConfig(**meta["network"]))
+    G.load_state_dict(safetensors.torch.load_file(str(weights)))
+    return G.to(device).eval().requires_grad_(False), meta
+
+
+@torch.no_grad()
+def generate(G: Generator, seeds, psi: float = 0.8, class_index: int | None = None, batch: int = 32,
+             device: str | torch.device | None = None) -> np.ndarray:
+    """uint8 images (N, R, R, 3), one per seed (z from that seed), with truncation ``psi``; constant noise."""
+    dev = torch.device(device) if device else next(G.parameters()).device
+    out = []
+    seeds = list(seeds)
+    for start in range(0, len(seeds), batch):
+        chunk = seeds[start:start + batch]
+        z = torch.stack([torch.randn(G.cfg.z_dim, generator=torch.Generator().manual_seed(int(s))) for s in chunk]).to(dev)
+        c = None
+        if G.cfg.c_dim:
+            if class_index is None:
+                raise UserError("this generator is class-conditional: give the class to sample")
+            c = torch.nn.functional.one_hot(torch.full((len(chunk),), class_index), G.cfg.c_dim).float().to(dev)
+        img = G(z, c, psi=psi, noise_mode="const")
+        out.append((img.clamp(-1, 1) * 127.5 + 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy())
+    return np.concatenate(out)
+
+
+def image_grid(images: np.ndarray) -> np.ndarray:
+    """Tile (N, H, W, 3) images into a near-square grid."""
+    n, h, w, _ = images.shape
+    cols = int(np.ceil(np.sqrt(n)))
+    rows = int(np.ceil(n / cols))
+    grid = np.zeros((rows * h, cols * w, 3), np.uint8)
+    for i, img in enumerate(images):
+        r, c = divmod(i, cols)
+        grid[r * h:(r + 1) * h, c * w:(c + 1) * w] = img
+    return grid

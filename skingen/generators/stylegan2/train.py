@@ -1,0 +1,295 @@
+"""The StyleGAN2-ADA training cell: G and D steps with lazy regularisation, EMA, adaptive augmentation.
+
+Training state (G, D, G_ema, both optimisers, ADA p and controller, path-length mean, step, RNG
+states) lives in ``state/rank<k>.pt`` apart from the network snapshot (``snapshot/``: G_ema weights
+as safetensors + ``network.json``), as in NVlabs/edm; NVIDIA's own ``--resume`` restores only the
+networks. State is saved every ``checkpoint_every`` steps and on SIGUSR2/SIGTERM, and loaded with
+``weights_only=True``. Several processes (Accelerate, gloo on CPU) average gradients explicitly,
+since R1 and path-length regularisation take double backward passes.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ...atomic import atomic_path, write_csv, write_json
+from ...classify.loop import Preempted, StopFlag
+from ...data.classes import CLASS_NAMES
+from ...errors import UserError
+from ..ddpm_data import TrainImages
+from .augment import AdaController, AugmentPipe
+from .loss import discriminator_loss, generator_loss, lazy_adam, path_length_penalty, r1_gamma_default
+from .networks import Discriminator, Generator, network_config
+from .snapshot import save_snapshot
+
+CURVE_COLUMNS = ("step", "kimg", "loss_g", "loss_d", "r1", "pl", "ada_p", "ada_rt")
+
+
+@dataclass(frozen=True)
+class StyleGAN2Config:
+    """Everything a StyleGAN2-ADA cell depends on (defaults: the paper256 configuration)."""
+
+    resolution: int = 256
+    preset: str = "paper256"
+    classes: tuple[str, ...] = ("MEL",)
+    conditional: bool = False
+    kimg: float = 5000.0  # real images shown, in thousands
+    batch_size: int = 32
+    g_lr: float = 0.0025
+    d_lr: float = 0.0025
+    r1_gamma: float = -1.0  # < 0: 0.0002 * resolution^2 / batch_size
+    r1_interval: int = 16
+    pl_weight: float = 2.0
+    pl_interval: int = 4
+    style_mixing: float = 0.9
+    ema_kimg: float = 10.0
+    ema_rampup: float = 0.05  # 0: none
+    augment: str = "ada"  # ada | fixed:P | none
+    ada_target: float = 0.6
+    ada_interval: int = 4
+    ada_kimg: float = 500.0
+    mirror: bool = False  # x-flip the dataset (besides ADA's own flips)
+    mixed_precision: str = "no"  # no | bf16 (GPU)
+    compile: bool = False
+    checkpoint_every: int = 0  # steps; 0: only at the end and on signals
+    grid_images: int = 16
+    truncation_psi: float = 0.8
+    log_every: int = 10
+    seed: int = 0
+
+    @property
+    def steps(self) -> int:
+        """Optimiser steps for ``kimg`` thousand images at ``batch_size``."""
+        return max(1, round(self.kimg * 1000 / self.batch_size))
+
+
+def validate(cfg: StyleGAN2Config) -> float | None:
+    """One-line errors for bad settings; returns the fixed augmentation probability, if any."""
+    if cfg.mixed_precision not in ("no", "bf16"):
+        raise UserError(f"mixed_precision {cfg.mixed_precision!r}: use 'no' or 'bf16' (bf16 needs no loss scaling)")
+    if cfg.augment in ("ada", "none"):
+        return None
+    if cfg.augment.startswith("fixed:"):
+        try:
+            return float(cfg.augment.split(":", 1)[1])
+        except ValueError:
+            pass
+    raise UserError(f"augment {cfg.augment!r}: use 'ada', 'fixed:P' (0 <= P <= 1) or 'none'")
+
+
+class Run:
+    """Networks, optimisers, augmentation and counters of one training run."""
+
+    def __init__(self, cfg: StyleGAN2Config, data: TrainImages, acc):
+        fixed_p = validate(cfg)
+        self.cfg, self.data, self.acc = cfg, data, acc
+        c_dim = len(CLASS_NAMES) if cfg.conditional else 0
+        clamp = 256.0 if cfg.mixed_precision != "no" else None
+        self.net_cfg = network_config(cfg.preset, cfg.resolution, c_dim, conv_clamp=clamp)
+        torch.manual_seed(cfg.seed)  # identical initial networks on every rank
+        self.G = Generator(self.net_cfg).to(acc.device)
+        self.D = Discriminator(self.net_cfg).to(acc.device)
+        self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+        self.augment = AugmentPipe().to(acc.device)
+        if fixed_p is not None:
+            self.augment.p.fill_(fixed_p)
+        self.ada = AdaController(cfg.ada_target, cfg.ada_interval, cfg.ada_kimg)
+        self.opt_g = lazy_adam(self.G.parameters(), cfg.g_lr, (0.0, 0.99), cfg.pl_interval if cfg.pl_weight else 0)
+        self.opt_d = lazy_adam(self.D.parameters(), cfg.d_lr, (0.0, 0.99), cfg.r1_interval)
+        self.pl_mean = torch.zeros([], device=acc.device)
+        self.gamma = cfg.r1_gamma if cfg.r1_gamma >= 0 else r1_gamma_default(cfg.resolution, cfg.batch_size)
+        self.gen = torch.Generator().manual_seed(cfg.seed * 1000 + acc.process_index)
+        self.step, self.curves = 0, []
+        self.g_fwd, self.d_fwd = (torch.compile(self.G), torch.compile(self.D)) if cfg.compile else (self.G, self.D)
+
+    @property
+    def per_process(self) -> int:
+        return max(2, self.cfg.batch_size // self.acc.num_processes)
+
+    def state_dict(self) -> dict:
+        """Everything needed to continue exactly."""
+        return {"G": self.G.state_dict(), "D": self.D.state_dict(), "G_ema": self.G_ema.state_dict(),
+                "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(), "augment_p": self.augment.p,
+                "ada": asdict(self.ada), "pl_mean": self.pl_mean, "step": self.step, "curves": self.curves,
+                "rng_torch": torch.get_rng_state(), "rng_gen": self.gen.get_state(),
+                "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict`."""
+        for name in ("G", "D", "G_ema"):
+            getattr(self, name).load_state_dict(state[name])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        self.augment.p.copy_(state["augment_p"])
+        self.ada = AdaController(**state["ada"])
+        self.pl_mean.copy_(state["pl_mean"])
+        self.step, self.curves = int(state["step"]), list(state["curves"])
+        torch.set_rng_state(state["rng_torch"])
+        self.gen.set_state(state["rng_gen"])
+        if state["rng_cuda"]:
+            torch.cuda.set_rng_state_all(state["rng_cuda"])
+
+    def batch(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Real images in [-1, 1] and their one-hot labels (or None)."""
+        idx = torch.randint(0, len(self.data), (self.per_process,), generator=self.gen).numpy()
+        x, labels = self.data.batch(idx, self.cfg.mirror)
+        c = torch.nn.functional.one_hot(labels, len(CLASS_NAMES)).float().to(self.acc.device) if self.cfg.conditional else None
+        return x.to(self.acc.device), c
+
+    def latents(self, n: int) -> torch.Tensor:
+        return torch.randn(n, self.net_cfg.z_dim, generator=self.gen).to(self.acc.device)
+
+
+def _average_grads(acc, module: torch.nn.Module) -> None:
+    if acc.num_processes > 1:
+        for p in module.parameters():
+            if p.grad is not None:
+                p.grad.copy_(acc.reduce(p.grad, reduction="mean"))
+
+
+def _g_step(run: Run) -> tuple[float, float]:
+    cfg, acc = run.cfg, run.acc
+    run.G.requires_grad_(True)
+    run.D.requires_grad_(False)
+    _, c = run.batch()  # conditional G draws labels from the data's label distribution
+    with acc.autocast():
+        loss = generator_loss(run.g_fwd, run.d_fwd, run.augment, run.latents(run.per_process), c, cfg.style_mixing, run.gen)
+    total, pl = loss, torch.zeros([])
+    if cfg.pl_weight and run.step % cfg.pl_interval == 0:
+        n = max(1, run.per_process // 2)
+        pl = path_length_penalty(run.G, run.latents(n), None if c is None else c[:n], run.pl_mean, run.gen)
+        total = total + pl * cfg.pl_weight * cfg.pl_interval
+    run.opt_g.zero_grad(set_to_none=True)
+    total.backward()
+    _average_grads(acc, run.G)
+    run.opt_g.step()
+    return float(loss.detach()), float(pl.detach())
+
+
+def _d_step(run: Run) -> tuple[float, float]:
+    cfg, acc = run.cfg, run.acc
+    run.G.requires_grad_(False)
+    run.D.requires_grad_(True)
+    real, c = run.batch()
+    do_r1 = run.gamma > 0 and run.step % cfg.r1_interval == 0
+    with acc.autocast():
+        loss, logits, r1 = discriminator_loss(run.g_fwd, run.d_fwd if not do_r1 else run.D, run.augment, real, c,
+                                              run.latents(run.per_process), c, run.gamma * cfg.r1_interval, do_r1,
+                                              run.gen)
+    run.opt_d.zero_grad(set_to_none=True)
+    loss.backward()
+    _average_grads(acc, run.D)
+    run.opt_d.step()
+    if cfg.augment == "ada":
+        run.ada.accumulate(acc.gather(logits))
+        run.ada.maybe_update(run.augment, run.step + 1, cfg.batch_size)
+    return float(loss.detach()), float(r1)
+
+
+def _ema_update(run: Run) -> None:
+    cfg = run.cfg
+    ema_nimg = cfg.ema_kimg * 1000
+    if cfg.ema_rampup > 0:
+        ema_nimg = min(ema_nimg, (run.step + 1) * cfg.batch_size * cfg.ema_rampup)
+    beta = 0.5 ** (cfg.batch_size / max(ema_nimg, 1e-8))
+    with torch.no_grad():
+        for p_ema, p in zip(run.G_ema.parameters(), run.G.parameters()):
+            p_ema.copy_(p.detach().lerp(p_ema, beta))
+        for b_ema, b in zip(run.G_ema.buffers(), run.G.buffers()):
+            b_ema.copy_(b)
+
+
+def _save_state(run: Run, out: Path) -> None:
+    run.acc.wait_for_everyone()
+    with atomic_path(out / "state" / f"rank{run.acc.process_index}.pt") as tmp:
+        torch.save(run.state_dict(), tmp)
+
+
+def _load_state(run: Run, out: Path) -> None:
+    path = out / "state" / f"rank{run.acc.process_index}.pt"
+    if path.is_file():
+        run.load_state_dict(torch.load(path, map_location=run.acc.device, weights_only=True))
+
+
+def _log(run: Run, bar, losses: list) -> None:
+    cfg = run.cfg
+    if run.step % cfg.log_every and run.step != cfg.steps:
+        return
+    mean = np.mean(losses, axis=0) if losses else [float("nan")] * 4
+    run.curves.append({"step": run.step, "kimg": round(run.step * cfg.batch_size / 1000, 4),
+                       **dict(zip(("loss_g", "pl", "loss_d", "r1"), map(float, mean))),
+                       "ada_p": round(float(run.augment.p), 5), "ada_rt": round(run.ada.r_t, 4)})
+    bar.set_postfix(loss_g=f"{mean[0]:.3f}", loss_d=f"{mean[2]:.3f}", p=f"{float(run.augment.p):.3f}")
+    losses.clear()
+
+
+def train_stylegan2(train_shard: str | os.PathLike, out: str | os.PathLike, cfg: StyleGAN2Config,
+                    stop_after_steps: int | None = None) -> dict:
+    """Train (or resume) StyleGAN2-ADA on the train shard's images of ``cfg.classes``."""
+    from accelerate import Accelerator
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    acc = Accelerator(cpu=not torch.cuda.is_available(),
+                      mixed_precision=cfg.mixed_precision if torch.cuda.is_available() else "no")
+    run = Run(cfg, TrainImages(train_shard, cfg.classes, cfg.resolution), acc)
+    _load_state(run, out)
+    start, losses = time.perf_counter(), []
+    bar = tqdm(total=cfg.steps, initial=run.step, desc="stylegan2-ada", unit="step", disable=not acc.is_main_process)
+    with StopFlag() as stop:
+        while run.step < cfg.steps:
+            loss_g, pl = _g_step(run)
+            loss_d, r1 = _d_step(run)
+            _ema_update(run)
+            run.step += 1
+            losses.append((loss_g, pl, loss_d, r1))
+            _log(run, bar, losses)
+            bar.update(1)
+            if stop.requested or (stop_after_steps is not None and run.step >= stop_after_steps and run.step < cfg.steps):
+                _save_state(run, out)
+                raise Preempted(f"stopped at step {run.step}; state saved in {out / 'state'}")
+            if cfg.checkpoint_every and run.step % cfg.checkpoint_every == 0:
+                _save_state(run, out)
+                _snapshot(run, out)
+    bar.close()
+    _save_state(run, out)
+    _snapshot(run, out)
+    return _summary(run, out, time.perf_counter() - start)
+
+
+def _snapshot(run: Run, out: Path) -> None:
+    if run.acc.is_main_process:
+        save_snapshot(run.G_ema, out / "snapshot", {"step": run.step, "kimg": run.step * run.cfg.batch_size / 1000,
+                                                     "ada_p": float(run.augment.p), "config": asdict(run.cfg)},
+                      out / "samples" / f"step_{run.step:07d}.png", run.cfg.grid_images, run.cfg.truncation_psi,
+                      run.cfg.seed)
+        write_csv(out / "curves.csv", CURVE_COLUMNS, run.curves)
+
+
+def _summary(run: Run, out: Path, seconds: float) -> dict:
+    digest = hashlib.sha256()
+    for param in run.G.parameters():
+        digest.update(param.detach().cpu().numpy().tobytes())
+    (out / "ranks").mkdir(exist_ok=True)
+    (out / "ranks" / f"rank{run.acc.process_index}.sha256").write_text(digest.hexdigest())
+    summary = {"config": asdict(run.cfg), "network": asdict(run.net_cfg), "steps": run.step,
+               "kimg": run.step * run.cfg.batch_size / 1000, "seconds_this_process": round(seconds, 2),
+               "num_processes": run.acc.num_processes, "per_process_batch": run.per_process,
+               "effective_batch": run.per_process * run.acc.num_processes, "r1_gamma": run.gamma,
+               "ada_p": float(run.augment.p), "train_images": len(run.data),
+               "train_image_ids_sha256": run.data.ids_sha256(), "train_shard": run.data.source,
+               "final": run.curves[-1] if run.curves else None, "sec_per_kimg": round(
+                   seconds / max(run.step * run.cfg.batch_size / 1000, 1e-9), 3) if run.step else None}
+    if run.acc.is_main_process:
+        write_json(out / "train_summary.json", summary)
+    run.acc.wait_for_everyone()
+    return summary
+

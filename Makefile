@@ -43,9 +43,10 @@ lock: install
 
 demo: install
 	@echo "SkinGenBench demo (jobs/demo.toml): a 400-image phantom -> ingest -> lesion-grouped split ->"
-	@echo "  basic + advanced shards -> a small DDPM per pipeline (melanoma, train split only) -> synthetic"
-	@echo "  shards, FID/KID/PR/memorisation, t-SNE -> 2 pipelines x 5 arms x 5 classifiers = 50 training"
-	@echo "  cells + metrics, 2 at a time by the local executor; about 15 minutes on 2 cores. Results: $(DEMO_OUT)/"
+	@echo "  basic + advanced shards -> per pipeline a small DDPM and a tiny StyleGAN2-ADA (melanoma, train split"
+	@echo "  only) -> synthetic shards, FID/KID/PR/memorisation, t-SNE -> 2 pipelines x 6 arms x 4 classifiers"
+	@echo "  = 48 training cells + metrics, 2 at a time by the local executor; about 15 minutes on 2 cores."
+	@echo "  Results: $(DEMO_OUT)/"
 	$(VENV)/bin/skingen run jobs/demo.toml --executor local --out $(DEMO_OUT)
 	$(VENV)/bin/skingen status $(DEMO_OUT)
 	@echo "demo report: $(DEMO_OUT)/report/index.html (tables, figures, protocol audit); per-cell outputs in $(DEMO_OUT)/<stage>/<cell>/"

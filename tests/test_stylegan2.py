@@ -136,7 +136,7 @@ def _mean_colour(G, label=None, n=16):
 
 
 def test_training_moves_samples_toward_the_data_and_follows_the_label(two_colour_shard, tmp_path):
-    cfg = StyleGAN2Config(**{**TINY, "log_every": 20}, kimg=1.6, classes=("MEL", "NV"), conditional=True,
+    cfg = StyleGAN2Config(**{**TINY, "log_every": 20, "grid_images": 4}, kimg=1.6, classes=("MEL", "NV"), conditional=True,
                           g_lr=0.005, d_lr=0.005, pl_weight=0.0, augment="none", ema_kimg=0.05)
     G0 = Generator(network_config("tiny", 16, 5))
     summary = train_stylegan2(two_colour_shard, tmp_path / "c", cfg)
@@ -146,6 +146,7 @@ def test_training_moves_samples_toward_the_data_and_follows_the_label(two_colour
     assert np.abs(mel - RED).mean() < np.abs(before - RED).mean()  # samples moved toward the data
     assert mel[0] - mel[2] > nv[0] - nv[2] + 40  # MEL samples redder than NV samples: the label is followed
     assert summary["train_images"] == 64 and meta["step"] == 200
+    assert (tmp_path / "c" / "samples" / "step_0000200.png").is_file()  # conditional grid: first trained class
     with pytest.raises(UserError, match="class-conditional"):
         generate(G, range(2))
 
@@ -165,6 +166,20 @@ def test_sampling_into_a_shard_with_provenance(two_colour_shard, tmp_path, cli):
     assert np.array_equal(collapsed[0], collapsed[3])
     with pytest.raises(UserError, match="trained on MEL, not SCC"):
         sample_to_shard(tmp_path / "g", tmp_path / "x.h5", 2, "SCC", 16)
+
+
+def test_transfer_from_a_snapshot_loads_its_weights(two_colour_shard, tmp_path):
+    base = StyleGAN2Config(**TINY, kimg=0.016)
+    train_stylegan2(two_colour_shard, tmp_path / "a", base)
+    frozen = StyleGAN2Config(**TINY, kimg=0.008, g_lr=0.0, d_lr=0.0, init_from=str(tmp_path / "a" / "snapshot"))
+    train_stylegan2(two_colour_shard, tmp_path / "b", frozen)
+    a, _ = load_generator(tmp_path / "a" / "snapshot")
+    b, _ = load_generator(tmp_path / "b" / "snapshot")
+    assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters()))  # lr 0: still the source's weights
+    assert (tmp_path / "a" / "snapshot" / "discriminator.safetensors").is_file()
+    wrong = StyleGAN2Config(**{**TINY, "preset": "small"}, kimg=0.008, init_from=str(tmp_path / "a" / "snapshot"))
+    with pytest.raises(UserError, match="does not fit this network"):
+        train_stylegan2(two_colour_shard, tmp_path / "c", wrong)
 
 
 def test_two_processes_hold_identical_parameters(two_colour_shard, tmp_path):

@@ -13,18 +13,26 @@ from ...errors import UserError
 from .networks import Generator, NetworkConfig
 
 
-def save_snapshot(G: Generator, folder: Path, meta: dict, grid_png: Path | None = None, grid_images: int = 0,
-                  psi: float = 0.8, seed: int = 0) -> None:
-    """Write ``folder/network.safetensors`` + ``folder/network.json`` (architecture, step, ...) and a sample grid."""
+def _save_weights(module: torch.nn.Module, path: Path) -> None:
     import safetensors.torch
 
-    folder.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in G.state_dict().items()}
-    with atomic_path(folder / "network.safetensors") as tmp:
+    state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    with atomic_path(path) as tmp:
         safetensors.torch.save_file(state, str(tmp))
+
+
+def save_snapshot(G: Generator, folder: Path, meta: dict, grid_png: Path | None = None, grid_images: int = 0,
+                  psi: float = 0.8, seed: int = 0, D: torch.nn.Module | None = None,
+                  class_index: int | None = None) -> None:
+    """Write ``folder/network.safetensors`` (G_ema), ``discriminator.safetensors`` (for transfer) and
+    ``network.json`` (architecture, step, ...), and a sample grid."""
+    folder.mkdir(parents=True, exist_ok=True)
+    _save_weights(G, folder / "network.safetensors")
+    if D is not None:
+        _save_weights(D, folder / "discriminator.safetensors")
     write_json(folder / "network.json", {"network": G.config_dict(), **meta})
     if grid_png is not None and grid_images:
-        images = generate(G, np.arange(grid_images) + seed * 100_000, psi=psi)
+        images = generate(G, np.arange(grid_images) + seed * 100_000, psi=psi, class_index=class_index)
         with atomic_path(grid_png) as tmp:
             Image.fromarray(image_grid(images)).save(tmp, format="PNG")
 
@@ -41,6 +49,26 @@ def load_generator(folder: str | Path, device: str | torch.device = "cpu") -> tu
     G = Generator(NetworkConfig(**meta["network"]))
     G.load_state_dict(safetensors.torch.load_file(str(weights)))
     return G.to(device).eval().requires_grad_(False), meta
+
+
+def load_for_transfer(folder: str | Path, G: torch.nn.Module, D: torch.nn.Module) -> dict:
+    """Start a run from a snapshot: G (and D, when saved) take its weights; shapes must match exactly."""
+    import safetensors.torch
+
+    folder = Path(folder)
+    weights = folder / "network.safetensors"
+    if not weights.is_file():
+        raise UserError(f"init_from {folder}: no network.safetensors; give a StyleGAN2 cell's snapshot/ folder")
+    meta = json.loads((folder / "network.json").read_text())
+    pairs = [(G, weights)] + ([(D, folder / "discriminator.safetensors")]
+                              if (folder / "discriminator.safetensors").is_file() else [])
+    for module, path in pairs:
+        try:
+            module.load_state_dict(safetensors.torch.load_file(str(path)))
+        except RuntimeError as exc:
+            raise UserError(f"init_from {folder}: {path.name} does not fit this network ({str(exc).splitlines()[1].strip()}"
+                            f"); use the same preset, resolution and conditioning ({meta['network']})") from None
+    return meta
 
 
 @torch.no_grad()

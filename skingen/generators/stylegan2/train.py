@@ -22,13 +22,13 @@ from tqdm import tqdm
 
 from ...atomic import atomic_path, write_csv, write_json
 from ...classify.loop import Preempted, StopFlag
-from ...data.classes import CLASS_NAMES
+from ...data.classes import CLASS_INDEX, CLASS_NAMES
 from ...errors import UserError
 from ..ddpm_data import TrainImages
 from .augment import AdaController, AugmentPipe
 from .loss import discriminator_loss, generator_loss, lazy_adam, path_length_penalty, r1_gamma_default
 from .networks import Discriminator, Generator, network_config
-from .snapshot import save_snapshot
+from .snapshot import load_for_transfer, save_snapshot
 
 CURVE_COLUMNS = ("step", "kimg", "loss_g", "loss_d", "r1", "pl", "ada_p", "ada_rt")
 
@@ -58,6 +58,7 @@ class StyleGAN2Config:
     ada_kimg: float = 500.0
     mirror: bool = False  # x-flip the dataset (besides ADA's own flips)
     mixed_precision: str = "no"  # no | bf16 (GPU)
+    init_from: str = ""  # a StyleGAN2 snapshot/ folder: transfer learning from its G_ema (and D)
     compile: bool = False
     checkpoint_every: int = 0  # steps; 0: only at the end and on signals
     grid_images: int = 16
@@ -97,6 +98,8 @@ class Run:
         torch.manual_seed(cfg.seed)  # identical initial networks on every rank
         self.G = Generator(self.net_cfg).to(acc.device)
         self.D = Discriminator(self.net_cfg).to(acc.device)
+        if cfg.init_from:
+            load_for_transfer(cfg.init_from, self.G, self.D)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
         self.augment = AugmentPipe().to(acc.device)
         if fixed_p is not None:
@@ -270,7 +273,8 @@ def _snapshot(run: Run, out: Path) -> None:
         save_snapshot(run.G_ema, out / "snapshot", {"step": run.step, "kimg": run.step * run.cfg.batch_size / 1000,
                                                      "ada_p": float(run.augment.p), "config": asdict(run.cfg)},
                       out / "samples" / f"step_{run.step:07d}.png", run.cfg.grid_images, run.cfg.truncation_psi,
-                      run.cfg.seed)
+                      run.cfg.seed, D=run.D,
+                      class_index=CLASS_INDEX[run.cfg.classes[0]] if run.cfg.conditional else None)
         write_csv(out / "curves.csv", CURVE_COLUMNS, run.curves)
 
 

@@ -2,7 +2,7 @@
 
 Conventions (PROTOCOL rule 8): FID is clean-fid's Fréchet distance (float64 means and covariances;
 the trace term from the eigenvalues of L^T S2 L with S1 = L L^T, equal to tr sqrtm(S1 S2) without
-scipy's slow sqrtm); KID is the unbiased MMD^2 with the cubic polynomial kernel
+scipy's slow sqrtm; torch, so on the GPU when there is one); KID is the unbiased MMD^2 with the cubic polynomial kernel
 k(x, y) = (x.y / d + 1)^3 over seeded subsets of size <= min(N); IS uses 10 splits in order;
 precision/recall are Kynkäänniemi et al.'s k-NN manifolds (k = 3). The three Gram matrices of a
 pair are computed once (torch, on the GPU when there is one) and shared by KID and PR.
@@ -20,53 +20,65 @@ def _check_dims(a: np.ndarray, b: np.ndarray) -> None:
         raise UserError(f"feature dims differ: {a.shape} vs {b.shape}; both sets must come from the same extractor")
 
 
-def _moments(x: np.ndarray, weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    x = x.astype(np.float64)
+def _device(device: str | None = None) -> torch.device:
+    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def _moments(x: torch.Tensor, weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and covariance (float64), optionally with bootstrap multiplicities as weights."""
     if weights is None:
-        return x.mean(0), np.cov(x, rowvar=False)
+        mu = x.mean(0)
+        xc = x - mu
+        return mu, xc.T @ xc / (len(x) - 1)
     n = weights.sum()
     mu = weights @ x / n
     xc = x - mu
     return mu, (xc * weights[:, None]).T @ xc / (n - 1)
 
 
-def _trace_sqrt_product(s1: np.ndarray, s2: np.ndarray) -> float:
+def _trace_sqrt_product(s1: torch.Tensor, s2: torch.Tensor) -> torch.Tensor:
     """tr sqrtm(s1 @ s2) for symmetric PSD s1, s2."""
-    try:
-        chol = np.linalg.cholesky(s1)
+    chol, info = torch.linalg.cholesky_ex(s1)
+    if int(info) == 0:
         inner = chol.T @ s2 @ chol
-    except np.linalg.LinAlgError:  # singular s1 (fewer images than dims): symmetric square root instead
-        w, v = np.linalg.eigh(s1)
-        root = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+    else:  # singular s1 (fewer images than dims): symmetric square root instead
+        w, v = torch.linalg.eigh(s1)
+        root = (v * w.clamp_min(0).sqrt()) @ v.T
         inner = root @ s2 @ root
-    eig = np.linalg.eigvalsh((inner + inner.T) / 2)
-    return float(np.sqrt(np.clip(eig, 0, None)).sum())
+    return torch.linalg.eigvalsh((inner + inner.T) / 2).clamp_min(0).sqrt().sum()
 
 
 def frechet_from_moments(mu1, s1, mu2, s2) -> float:
     """||mu1 - mu2||^2 + tr(s1 + s2 - 2 sqrt(s1 s2))."""
     diff = mu1 - mu2
-    return float(diff @ diff + np.trace(s1) + np.trace(s2) - 2 * _trace_sqrt_product(s1, s2))
+    return float(diff @ diff + s1.trace() + s2.trace() - 2 * _trace_sqrt_product(s1, s2))
 
 
-def fid(real: np.ndarray, fake: np.ndarray) -> float:
-    """Fréchet distance between two feature sets."""
+def _as64(x: np.ndarray, device: torch.device) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(x), dtype=torch.float64, device=device)
+
+
+def fid(real: np.ndarray, fake: np.ndarray, device: str | None = None) -> float:
+    """Fréchet distance between two feature sets (float64; on the GPU when there is one)."""
     _check_dims(real, fake)
     for name, x in (("real", real), ("fake", fake)):
         if len(x) < 2:
             raise UserError(f"FID needs at least 2 images per set; the {name} set has {len(x)}")
-    return frechet_from_moments(*_moments(real), *_moments(fake))
+    dev = _device(device)
+    return frechet_from_moments(*_moments(_as64(real, dev)), *_moments(_as64(fake, dev)))
 
 
 def fid_bootstrap(real: np.ndarray, fake: np.ndarray, n_boot: int = 100, seed: int = 0,
-                  alpha: float = 0.05) -> tuple[float, float]:
+                  alpha: float = 0.05, device: str | None = None) -> tuple[float, float]:
     """Percentile bootstrap interval of FID, both sets resampled with replacement (seeded)."""
     rng = np.random.default_rng(seed)
+    dev = _device(device)
+    x, y = _as64(real, dev), _as64(fake, dev)
     values = []
     for _ in range(n_boot):
-        w_real = np.bincount(rng.integers(0, len(real), len(real)), minlength=len(real)).astype(np.float64)
-        w_fake = np.bincount(rng.integers(0, len(fake), len(fake)), minlength=len(fake)).astype(np.float64)
-        values.append(frechet_from_moments(*_moments(real, w_real), *_moments(fake, w_fake)))
+        w_real = np.bincount(rng.integers(0, len(real), len(real)), minlength=len(real))
+        w_fake = np.bincount(rng.integers(0, len(fake), len(fake)), minlength=len(fake))
+        values.append(frechet_from_moments(*_moments(x, _as64(w_real, dev)), *_moments(y, _as64(w_fake, dev))))
     lo, hi = np.quantile(values, [alpha / 2, 1 - alpha / 2])
     return float(lo), float(hi)
 

@@ -62,6 +62,19 @@ def test_fid_matches_cleanfid_on_the_same_folders_and_extractor(tmp_path):
     assert gm.fid(ours["a"], ours["a"]) == pytest.approx(0, abs=1e-6)
 
 
+def test_both_exact_routes_to_the_trace_term_agree_with_scipy():
+    from scipy import linalg
+
+    rng = np.random.default_rng(8)
+    for n1, n2, d in ((30, 40, 16), (20, 25, 64)):  # many images per dim (Cholesky), few (singular values)
+        x1, x2 = rng.normal(size=(n1, d)), rng.normal(0.3, 1.2, size=(n2, d))
+        s1, s2 = np.cov(x1, rowvar=False), np.cov(x2, rowvar=False)
+        want = np.trace(linalg.sqrtm(s1 @ s2)).real
+        a1 = gm._centred(torch.from_numpy(x1))[1]
+        a2 = gm._centred(torch.from_numpy(x2))[1]
+        assert float(gm._trace_sqrt_product(a1, a2)) == pytest.approx(want, rel=1e-6)
+
+
 def test_kid_equals_cleanfid_on_full_sets_and_is_seeded():
     from cleanfid import fid as cfid
 

@@ -74,12 +74,16 @@ class Features:
 
 
 def _batches(reader: ShardReader, idx: np.ndarray, extractor: Extractor, batch_size: int):
-    """Resized float batches; the next batch is prepared in a thread while the current one runs."""
+    """Resized float batches. On a GPU the next batch is prepared in a thread while the current one runs;
+    on a CPU the forward pass already uses every core, and a third thread only stalls its OpenMP workers."""
     def prepare(chunk: np.ndarray) -> torch.Tensor:
         arr = np.stack([extractor.resize(reader.image(int(i))) for i in chunk])
         return torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous()
 
     chunks = [idx[i:i + batch_size] for i in range(0, len(idx), batch_size)]
+    if extractor.device.type == "cpu":
+        yield from (prepare(c) for c in chunks)
+        return
     with ThreadPoolExecutor(1) as pool:
         pending = pool.submit(prepare, chunks[0]) if chunks else None
         for k in range(len(chunks)):

@@ -1,8 +1,9 @@
 """Generative metrics from cached features: FID (+ bootstrap CI), KID, IS, precision/recall, NN distances.
 
 Conventions (PROTOCOL rule 8): FID is clean-fid's Fréchet distance (float64 means and covariances;
-the trace term from the eigenvalues of L^T S2 L with S1 = L L^T, equal to tr sqrtm(S1 S2) without
-scipy's slow sqrtm; torch, so on the GPU when there is one); KID is the unbiased MMD^2 with the cubic polynomial kernel
+the trace term tr sqrtm(S1 S2) exactly, without scipy's slow sqrtm: from the singular values of
+A1 A2^T for few images or the eigenvalues of L^T S2 L (S1 = L L^T) for many; torch, so on the GPU
+when there is one); KID is the unbiased MMD^2 with the cubic polynomial kernel
 k(x, y) = (x.y / d + 1)^3 over seeded subsets of size <= min(N); IS uses 10 splits in order;
 precision/recall are Kynkäänniemi et al.'s k-NN manifolds (k = 3). The three Gram matrices of a
 pair are computed once (torch, on the GPU when there is one) and shared by KID and PR.
@@ -24,34 +25,37 @@ def _device(device: str | None = None) -> torch.device:
     return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
-def _moments(x: torch.Tensor, weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and covariance (float64), optionally with bootstrap multiplicities as weights."""
+def _centred(x: torch.Tensor, weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean, and the centred rows scaled so that A^T A is the covariance (weights: bootstrap multiplicities)."""
     if weights is None:
-        mu = x.mean(0)
-        xc = x - mu
-        return mu, xc.T @ xc / (len(x) - 1)
+        weights = torch.ones(len(x), dtype=x.dtype, device=x.device)
     n = weights.sum()
     mu = weights @ x / n
-    xc = x - mu
-    return mu, (xc * weights[:, None]).T @ xc / (n - 1)
+    return mu, (x - mu) * (weights / (n - 1)).sqrt()[:, None]
 
 
-def _trace_sqrt_product(s1: torch.Tensor, s2: torch.Tensor) -> torch.Tensor:
-    """tr sqrtm(s1 @ s2) for symmetric PSD s1, s2."""
+def _trace_sqrt_product(a1: torch.Tensor, a2: torch.Tensor) -> torch.Tensor:
+    """tr sqrtm(S1 S2) for S_i = A_i^T A_i, by the cheaper of two exact routes: the singular values of
+    A1 A2^T (few images), or the eigenvalues of L^T S2 L with S1 = L L^T (many images)."""
+    n1, n2, d = len(a1), len(a2), a1.shape[1]
+    if n1 * n2 * min(n1, n2) < d ** 3:
+        return torch.linalg.svdvals(a1 @ a2.T).sum()
+    s1, s2 = a1.T @ a1, a2.T @ a2
     chol, info = torch.linalg.cholesky_ex(s1)
     if int(info) == 0:
         inner = chol.T @ s2 @ chol
-    else:  # singular s1 (fewer images than dims): symmetric square root instead
+    else:  # singular S1: symmetric square root instead
         w, v = torch.linalg.eigh(s1)
         root = (v * w.clamp_min(0).sqrt()) @ v.T
         inner = root @ s2 @ root
     return torch.linalg.eigvalsh((inner + inner.T) / 2).clamp_min(0).sqrt().sum()
 
 
-def frechet_from_moments(mu1, s1, mu2, s2) -> float:
-    """||mu1 - mu2||^2 + tr(s1 + s2 - 2 sqrt(s1 s2))."""
+def frechet(x1: torch.Tensor, x2: torch.Tensor, w1: torch.Tensor | None = None, w2: torch.Tensor | None = None) -> float:
+    """||mu1 - mu2||^2 + tr(S1 + S2 - 2 sqrt(S1 S2)) of two float64 feature sets (optionally weighted)."""
+    (mu1, a1), (mu2, a2) = _centred(x1, w1), _centred(x2, w2)
     diff = mu1 - mu2
-    return float(diff @ diff + s1.trace() + s2.trace() - 2 * _trace_sqrt_product(s1, s2))
+    return float(diff @ diff + a1.square().sum() + a2.square().sum() - 2 * _trace_sqrt_product(a1, a2))
 
 
 def _as64(x: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -65,7 +69,7 @@ def fid(real: np.ndarray, fake: np.ndarray, device: str | None = None) -> float:
         if len(x) < 2:
             raise UserError(f"FID needs at least 2 images per set; the {name} set has {len(x)}")
     dev = _device(device)
-    return frechet_from_moments(*_moments(_as64(real, dev)), *_moments(_as64(fake, dev)))
+    return frechet(_as64(real, dev), _as64(fake, dev))
 
 
 def fid_bootstrap(real: np.ndarray, fake: np.ndarray, n_boot: int = 100, seed: int = 0,
@@ -78,7 +82,7 @@ def fid_bootstrap(real: np.ndarray, fake: np.ndarray, n_boot: int = 100, seed: i
     for _ in range(n_boot):
         w_real = np.bincount(rng.integers(0, len(real), len(real)), minlength=len(real))
         w_fake = np.bincount(rng.integers(0, len(fake), len(fake)), minlength=len(fake))
-        values.append(frechet_from_moments(*_moments(x, _as64(w_real, dev)), *_moments(y, _as64(w_fake, dev))))
+        values.append(frechet(x, y, _as64(w_real, dev), _as64(w_fake, dev)))
     lo, hi = np.quantile(values, [alpha / 2, 1 - alpha / 2])
     return float(lo), float(hi)
 

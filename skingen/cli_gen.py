@@ -6,7 +6,6 @@ import json
 import sys
 from pathlib import Path
 
-from .errors import UserError
 
 
 def overrides(a: argparse.Namespace, names: tuple[str, ...], rename: dict | None = None) -> dict:

@@ -48,7 +48,9 @@ def test_summary_cli(cli):
     assert res.code == 0
     info = json.loads(res.out)
     assert info["total"] == sum(p.numel() for p in build_unet(32).parameters()) and info["attention_at"] == 16
-    assert cli("gen", "summary", "--generator", "gan", "--resolution", "32").code == 2
+    with pytest.raises(SystemExit) as exit_:  # argparse: usage line + "invalid choice", exit 2
+        cli("gen", "summary", "--generator", "gan", "--resolution", "32")
+    assert exit_.value.code == 2
 
 
 def test_trains_on_train_split_target_class_only(flat_shard, tmp_path):

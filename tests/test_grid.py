@@ -83,10 +83,10 @@ def test_a_failing_cell_is_recorded_and_blocks_its_dependants(tmp_path, cli):
 def test_dry_run_shows_pending_and_stale(tmp_path, cli):
     study = study_variant(tmp_path)
     res = cli("run", study, "--dry-run", "--out", tmp_path / "r")
-    assert res.code == 0 and "train_clf        2     0       0      0       2     0" in res.out
+    assert res.code == 0 and "train_clf          2     0       0      0       2     0" in res.out
     (tmp_path / "r" / "train_clf" / "basic-real-resnet18-s0-0badc0de").mkdir(parents=True)
     res = cli("run", study, "--dry-run", "--out", tmp_path / "r")
-    assert "train_clf        2     0       0      0       2     1" in res.out
+    assert "train_clf          2     0       0      0       2     1" in res.out
 
 
 def test_local_executor_runs_the_smoke_study_with_a_two_process_training_cell(tmp_path):

@@ -162,7 +162,7 @@ def _g_step(run: Run) -> tuple[float, float]:
     cfg, acc = run.cfg, run.acc
     run.G.requires_grad_(True)
     run.D.requires_grad_(False)
-    _, c = run.batch()  # conditional G draws labels from the data's label distribution
+    c = run.batch()[1] if cfg.conditional else None  # conditional G draws labels from the data's distribution
     with acc.autocast():
         loss = generator_loss(run.g_fwd, run.d_fwd, run.augment, run.latents(run.per_process), c, cfg.style_mixing, run.gen)
     total, pl = loss, torch.zeros([])

@@ -98,3 +98,22 @@ def test_classifier_weights_message_names_the_fetch_command(tmp_path):
     with pytest.raises(UserError, match="skingen assets fetch --only vit_b16"):
         weights_file("vit_b16", tmp_path)
     assert assets.ASSETS["vit_b16"][0].path == "timm/vit_base_patch16_224.safetensors"  # where models.py looks
+
+
+def test_dinov2_extractor_loads_cached_weights(tmp_path):
+    import safetensors.torch
+    import timm
+
+    with pytest.raises(UserError, match="skingen assets fetch --only dinov2_vits14"):
+        load_extractor("dinov2_vits14", tmp_path, device="cpu")
+    model = timm.create_model("vit_small_patch14_dinov2", num_classes=0, img_size=518).eval()  # random stand-in,
+    # saved at the published 518 px shape: the loader must resample its position embedding to 224
+    path = tmp_path / assets.ASSETS["dinov2_vits14"][0].path
+    path.parent.mkdir(parents=True)
+    safetensors.torch.save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    extractor = load_extractor("dinov2_vits14", tmp_path, device="cpu")
+    feats, logits = extractor(torch.full((2, 3, 224, 224), 100.0))
+    assert feats.shape == (2, 384) and logits is None and extractor.input_size == 224
+    assert np.isfinite(feats).all() and not np.allclose(feats[0], 0)
+    assert torch.equal(extractor.model.blocks[0].attn.qkv.weight, model.blocks[0].attn.qkv.weight)  # the file's
+    assert extractor.model.pos_embed.shape[1] == 1 + 16 * 16  # resampled from 37 x 37 patches to 16 x 16

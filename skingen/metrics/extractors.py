@@ -37,6 +37,7 @@ class Extractor:
     weights_sha256: str
     implementation: str
     device: torch.device
+    model: torch.nn.Module | None = None  # the underlying network, where there is one module
 
     def resize(self, image: np.ndarray) -> np.ndarray:
         """clean-fid "clean" resize of one (H, W, 3) uint8 image to float32 (S, S, 3) in [0, 255]."""
@@ -107,7 +108,7 @@ class TinyCNN(torch.nn.Module):
 
 def _load_tiny(_assets: Path, device: torch.device) -> Extractor:
     net = TinyCNN().to(device)
-    return Extractor("tiny", 64, 64, net, _state_sha256(net), "skingen TinyCNN (stand-in)", device)
+    return Extractor("tiny", 64, 64, net, _state_sha256(net), "skingen TinyCNN (stand-in)", device, net)
 
 
 def _load_inception(assets: Path, device: torch.device) -> Extractor:
@@ -128,14 +129,14 @@ def _load_inception(assets: Path, device: torch.device) -> Extractor:
 
 
 def _load_dinov2(assets: Path, device: torch.device) -> Extractor:
-    import safetensors.torch
     import timm
 
     path = assets / "timm" / "vit_small_patch14_dinov2.lvd142m.safetensors"
     if not path.is_file():
         raise _missing(path, "dinov2_vits14")
-    model = timm.create_model("vit_small_patch14_dinov2", num_classes=0, img_size=224)
-    model.load_state_dict(safetensors.torch.load_file(str(path)), strict=False)
+    # timm's own loader from the local file: strict keys, and the 518 px position embedding resampled to 224
+    model = timm.create_model("vit_small_patch14_dinov2.lvd142m", pretrained=True, num_classes=0, img_size=224,
+                              pretrained_cfg_overlay=dict(file=str(path)))
     model = model.to(device).eval()
     mean = torch.tensor([0.485, 0.456, 0.406], device=device).view(1, 3, 1, 1) * 255
     std = torch.tensor([0.229, 0.224, 0.225], device=device).view(1, 3, 1, 1) * 255
@@ -144,7 +145,7 @@ def _load_dinov2(assets: Path, device: torch.device) -> Extractor:
         return model((x - mean) / std), None
 
     return Extractor("dinov2_vits14", 224, 384, net, sha256_file(path), f"timm {timm.__version__} "
-                     "vit_small_patch14_dinov2.lvd142m, clean resize", device)
+                     "vit_small_patch14_dinov2.lvd142m, clean resize", device, model)
 
 
 EXTRACTORS: dict[str, Callable[[Path, torch.device], Extractor]] = {

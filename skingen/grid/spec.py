@@ -55,8 +55,8 @@ class ClassifySpec:
 class GenerateSpec:
     """Generators trained per pipeline on the target class's train images, their samples and metrics.
 
-    ``n_synthetic`` 0 samples exactly what the largest synthetic dose needs
-    (round(max dose x real target-class train count)), computed from the train shard.
+    Each sample cell writes ``n_synthetic`` images, and never fewer than the largest synthetic dose
+    needs (round(max dose x real target-class train count), computed from the train shard).
     """
 
     generators: tuple[str, ...] = ()

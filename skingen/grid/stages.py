@@ -61,14 +61,15 @@ def run_train_gen(cell: Cell, out: Path, inputs: dict[str, Path]) -> dict:
 
 
 def run_sample(cell: Cell, out: Path, inputs: dict[str, Path]) -> dict:
-    """Sample the synthetic shard ``out/synthetic.h5``: n images, or what the largest dose needs."""
+    """Sample the synthetic shard ``out/synthetic.h5``: n images, and at least what the largest dose needs."""
     from ..data.classes import CLASS_INDEX
     from ..data.shards import ShardReader
     from ..generators.ddpm_sample import sample_to_shard
 
     c = cell.config
-    n = max(1, c["n"] or round(c["max_dose"] * int((ShardReader(inputs["pack"] / "train.h5").labels
-                                                    == CLASS_INDEX[c["target_class"]]).sum())))
+    needed = round(c["max_dose"] * int((ShardReader(inputs["pack"] / "train.h5").labels
+                                        == CLASS_INDEX[c["target_class"]]).sum()))
+    n = max(1, c["n"], needed)
     extra = {"trained_on_pipeline": c["pipeline"]}
     if c["generator"] == "stylegan2_ada":
         from ..generators.stylegan2.sample import sample_to_shard as sg2_sample

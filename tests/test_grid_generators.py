@@ -117,4 +117,7 @@ def test_generator_study_runs_end_to_end(tmp_path):
     audit = {r["Check"]: r["Result"] for r in read_rows(report / "tables" / "protocol_audit.csv")}
     assert audit["generators trained on train only"] == "pass"
     assert audit["synthetic shards hold the target class only"] == "pass"
-    assert "t-SNE of real and synthetic features (basic)" in (report / "index.html").read_text()
+    page = (report / "index.html").read_text()
+    assert "t-SNE of real and synthetic features (basic)" in page
+    assert "Samples of stylegan2_ada (basic)" in page and "Memorisation check, ddpm (basic)" in page
+    assert page.count("<img") >= 5 + 1 + 4  # classifier figures, t-SNE, 2 sample grids + 2 closest-pairs panels

@@ -8,7 +8,7 @@ from pathlib import Path
 from ..atomic import write_json, write_text
 from .audit import protocol_audit
 from .collect import classifier_rows, load_results
-from .generative import gen_metrics_table, tsne_figures
+from .generative import gen_metrics_table, sample_figures, tsne_figures
 from .figures import bar_chart, forest_plot, gradcam_grid, preprocessing_panel, training_curves
 from .html import figure_html, render_page, table_html
 from .original import original_comparison
@@ -56,7 +56,8 @@ def build_report(root: str | os.PathLike) -> Path:
     verdicts = [verdict(effects, m) for m in ("macro_f1", "mel_f1")]
     sections = [("Classifier results", [table_html(t) for t in tables[:3]]),
                 ("Factor effects", [table_html(tables[3])]),
-                ("Synthetic images", [table_html(gen_table)] + [figure_html(*f) for f in tsne_figures(res)]),
+                ("Synthetic images", [table_html(gen_table)] + [figure_html(*f) for f in tsne_figures(res)]
+                 + [figure_html(*f) for f in sample_figures(res)]),
                 ("Figures", [figure_html(*f) for f in figures]),
                 ("Missing cells", [table_html(tables[4])])]
     if original:

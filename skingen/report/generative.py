@@ -43,6 +43,25 @@ def tsne_figures(res: Results) -> list[tuple[str, Path | None, str]]:
     return out or [("t-SNE of real and synthetic features", None, "this study has no generator cells")]
 
 
+def sample_figures(res: Results) -> list[tuple[str, Path | None, str]]:
+    """Per generator cell: its latest sample grid, and the 16 fakes closest to a train image beside it."""
+    out = []
+    metrics = {c.deps["sample"]: c for c in res.of_stage("gen_metrics")}
+    for train in res.of_stage("train_gen"):
+        name = f"{train.config['generator']} ({train.config['pipeline']})"
+        grids = sorted((res.folder(train) / "samples").glob("step_*.png"))
+        done = res.states[train.key] == "done"
+        out.append((f"Samples of {name}", grids[-1] if done and grids else None,
+                    "" if done and grids else (res.reason(train) if not done else "no sample grid (grid_images = 0)")))
+        sample = next((c for c in res.of_stage("sample") if c.deps["train_gen"] == train.key), None)
+        cell = metrics.get(sample.key) if sample else None
+        png = res.folder(cell) / "closest_pairs.png" if cell else None
+        ok = cell is not None and res.states[cell.key] == "done" and png.is_file()
+        out.append((f"Memorisation check, {name}: the 16 fakes closest to a train image (fake | train)",
+                    png if ok else None, "" if ok else (res.reason(cell) if cell else "no metrics cell")))
+    return out
+
+
 def generator_checks(res: Results) -> list[tuple[str, bool | None, str]]:
     """(check, ok or None for n/a, evidence): generators saw only train images of the target class;
     synthetic shards hold only that class."""

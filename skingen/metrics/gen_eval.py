@@ -13,8 +13,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
+from .. import __version__
 from ..atomic import atomic_path, write_json
 from ..data.shards import ShardReader
 from ..errors import UserError
@@ -95,8 +97,8 @@ def evaluate_synthetic(fake_shard: str | os.PathLike, real_shards: str | os.Path
         "precision": precision, "recall": recall,
         **gm.memorisation(fake.features, train.features, test.features, cfg.memorisation_quantile, grams),
         "extractor": extractor.name, "extractor_sha256": extractor.weights_sha256,
-        "implementation": f"skingen.metrics.generative (FID = clean-fid's Fréchet distance); features: "
-                          f"{extractor.implementation}",
+        "implementation": f"skingen {__version__} metrics.generative on torch {torch.__version__} (FID = "
+                          f"clean-fid's Fréchet distance, checked against clean-fid); features: {extractor.implementation}",
         "config": asdict(cfg), "fake_shard": str(fake_shard), "real_shards": str(real_shards),
     }
     result["is_splits"] = min(cfg.is_splits, len(fake))  # fewer splits for a small synthetic set, recorded

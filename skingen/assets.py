@@ -98,6 +98,21 @@ def _read_manifest(cache: Path) -> dict:
         raise UserError(f"{path}: not valid JSON; delete it and run 'skingen assets fetch' again") from None
 
 
+def study_assets(study: str | os.PathLike) -> list[str]:
+    """The assets a study needs: its pretrained classifiers, its metrics extractor, its DDPM init weights."""
+    from .grid.spec import load_study
+
+    spec = load_study(study)
+    names = list(spec.classify.models) if spec.classify.train.pretrained else []
+    gen = spec.generate
+    if gen.generators and gen.metrics.extractor in ASSETS:
+        names.append(gen.metrics.extractor)
+    if "ddpm" in gen.generators and gen.ddpm.init_from:
+        names += [n for n, files in ASSETS.items() if n.startswith("ddpm_")
+                  and any(Path(f.path).parent.name in gen.ddpm.init_from for f in files)]
+    return list(dict.fromkeys(names))
+
+
 def _select(names: list[str] | None) -> list[str]:
     names = names or list(ASSETS)
     unknown = [n for n in names if n not in ASSETS]

@@ -168,8 +168,13 @@ def _add_gen_metrics(gen: argparse._SubParsersAction) -> None:
 
 
 def _cmd_assets(a: argparse.Namespace) -> int:
-    from .assets import check, fetch
+    from .assets import check, fetch, study_assets
 
+    if a.study:
+        a.only = list(dict.fromkeys((a.only or []) + study_assets(a.study)))
+        if not a.only:
+            print(f"{a.study}: needs no pretrained weights (no pretrained classifiers, extractor or DDPM init)")
+            return 0
     if a.assets_cmd == "fetch":
         manifest = fetch(a.only, a.cache, a.mirror, a.force)
         print(f"{len(manifest)} asset file(s) recorded with sha256 in the cache")
@@ -189,6 +194,7 @@ def add_assets_parser(sub: argparse._SubParsersAction) -> None:
                        ("check", "verify the cached files against their recorded sha256")):
         p = assets.add_parser(name, help=text)
         p.add_argument("--only", nargs="+", metavar="NAME", help="asset names (default: all)")
+        p.add_argument("--study", metavar="STUDY.toml", help="the assets this study needs (with --only: both)")
         p.add_argument("--cache", help="cache dir (default $SKINGEN_ASSETS or ~/.cache/skingen)")
         if name == "fetch":
             p.add_argument("--mirror", help="base URL serving <host>/<path> (default $SKINGEN_ASSET_MIRROR)")

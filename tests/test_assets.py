@@ -14,6 +14,8 @@ from skingen import assets
 from skingen.errors import UserError
 from skingen.metrics.extractors import load_extractor
 
+from builders import REPO, study_variant
+
 INCEPTION_PATH = "nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/inception-2015-12-05.pt"
 
 
@@ -90,6 +92,23 @@ def test_pinned_checksum_mismatch_rejects_the_download(mirror, tmp_path, monkeyp
     with pytest.raises(UserError, match="differs from the pinned"):
         assets.fetch(["inception"], tmp_path / "cache", url)
     assert not list((tmp_path / "cache").rglob("*.pt")) and not list((tmp_path / "cache").rglob(".*tmp"))
+
+
+def test_a_study_names_the_assets_it_needs(mirror, tmp_path, cli):
+    root, url = mirror
+    (root / "huggingface.co/timm/resnet18.a1_in1k/resolve/main").mkdir(parents=True)
+    (root / "huggingface.co/timm/resnet18.a1_in1k/resolve/main/model.safetensors").write_bytes(b"weights")
+    study = study_variant(tmp_path, replace={"epochs = 1": "epochs = 1\npretrained = true"})
+    study.write_text(study.read_text() + '\n[generate]\ngenerators = ["ddpm"]\n[generate.metrics]\n'
+                     'extractor = "inception"\n[generate.ddpm]\ninit_from = "/assets/diffusers/ddpm-celebahq-256"\n')
+    assert assets.study_assets(study) == ["resnet18", "inception", "ddpm_celebahq_256"]
+    smoke = REPO / "jobs" / "smoke.toml"
+    assert assets.study_assets(smoke) == []  # no pretrained classifiers, no generators
+    r = cli("assets", "fetch", "--study", study, "--only", "inception", "resnet18", "--cache", tmp_path / "c",
+            "--mirror", url)
+    assert r.code == 2 and "ddpm-celebahq-256" in r.err  # not on this mirror: named, one line
+    assert (tmp_path / "c" / "timm" / "resnet18.safetensors").read_bytes() == b"weights"
+    assert (tmp_path / "c" / "inception" / "inception-2015-12-05.pt").is_file()
 
 
 def test_classifier_weights_message_names_the_fetch_command(tmp_path):

@@ -7,7 +7,6 @@ diffusers format), ``curves.csv``, ``samples/step_<k>.png`` grids, ``train_summa
 from __future__ import annotations
 
 import copy
-import hashlib
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -19,6 +18,7 @@ import torch
 from ..atomic import write_csv, write_json
 from ..classify.loop import Preempted, Progress, StopFlag
 from ..data.classes import CLASS_NAMES
+from .common import write_rank_digest
 from .ddpm_data import TrainImages
 from .ddpm_model import build_unet, load_unet
 
@@ -154,11 +154,7 @@ def _snapshot(acc, unet, ema, noise, out: Path, cfg: DDPMConfig, step: int, curv
 
 
 def _summary(acc, unet, ema, data: TrainImages, out: Path, cfg: DDPMConfig, p: Progress, seconds: float) -> dict:
-    digest = hashlib.sha256()
-    for param in acc.unwrap_model(unet).parameters():
-        digest.update(param.detach().cpu().numpy().tobytes())
-    (out / "ranks").mkdir(exist_ok=True)
-    (out / "ranks" / f"rank{acc.process_index}.sha256").write_text(digest.hexdigest())
+    write_rank_digest(acc.unwrap_model(unet), out, acc.process_index)
     per_process = max(1, cfg.batch_size // (acc.num_processes * cfg.grad_accum))
     summary = {"config": asdict(cfg), "steps": p.step, "seconds_this_process": round(seconds, 2),
                "num_processes": acc.num_processes, "per_process_batch": per_process,

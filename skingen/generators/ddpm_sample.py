@@ -6,15 +6,13 @@ import json
 import os
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..atomic import atomic_path
 from ..data.classes import CLASS_INDEX
-from ..data.shards import ShardWriter
 from ..errors import UserError
+from .common import save_grid, write_synthetic_shard
 
 SAMPLERS = ("ddpm", "ddim")
 
@@ -56,17 +54,8 @@ def sample_images(pipeline_dir: str | os.PathLike, n: int, sampler: str = "ddim"
 def sample_grid(pipeline_dir: Path, out: Path, n: int = 16, steps: int = 25, seed: int = 0,
                 class_index: int | None = None) -> Path:
     """A square-ish PNG grid of ``n`` DDIM samples."""
-    images = sample_images(pipeline_dir, n, "ddim", steps, seed, batch=n, class_index=class_index, desc="grid")
-    cols = int(np.ceil(np.sqrt(n)))
-    rows = int(np.ceil(n / cols))
-    res = images.shape[1]
-    grid = np.zeros((rows * res, cols * res, 3), np.uint8)
-    for i, img in enumerate(images):
-        grid[(i // cols) * res:(i // cols + 1) * res, (i % cols) * res:(i % cols + 1) * res] = img
-    ok, buf = cv2.imencode(".png", cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
-    with atomic_path(out) as tmp:
-        tmp.write_bytes(buf.tobytes())
-    return out
+    return save_grid(sample_images(pipeline_dir, n, "ddim", steps, seed, batch=n, class_index=class_index,
+                                   desc="grid"), out)
 
 
 def sample_to_shard(cell_dir: str | os.PathLike, out_shard: str | os.PathLike, n: int, label: str,
@@ -82,10 +71,4 @@ def sample_to_shard(cell_dir: str | os.PathLike, out_shard: str | os.PathLike, n
     attrs = {"synthetic": True, "generator": "ddpm", "generator_cell": generator_cell or str(cell_dir),
              "checkpoint_step": snapshot["step"], "ema": snapshot["ema"], "sampler": sampler, "sampling_steps": steps,
              "sampling_seed": seed, "synthetic_class": label, "conditional": conditional, **(extra_attrs or {})}
-    with ShardWriter(out_shard, image_size, pipeline="synthetic", attrs=attrs, capacity=n) as w:
-        for i, img in enumerate(images):
-            if img.shape[0] != image_size:
-                img = cv2.resize(img, (image_size, image_size), interpolation=cv2.INTER_AREA)
-            w.add(np.ascontiguousarray(img), CLASS_INDEX[label], f"SYN_ddpm_{seed}_{i:06d}", f"SYN_ddpm_{seed}_{i:06d}",
-                  "synthetic:ddpm")
-    return Path(out_shard)
+    return write_synthetic_shard(out_shard, images, label, image_size, attrs, f"SYN_ddpm_{seed}", "synthetic:ddpm", n)

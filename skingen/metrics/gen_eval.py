@@ -51,10 +51,10 @@ def _synthetic_label(reader: ShardReader, path: Path) -> str:
     return str(label)
 
 
-def closest_pairs_png(fake: Features, train: Features, fake_shard: Path, train_shard: Path, out: Path,
-                      n: int = 16) -> Path:
+def closest_pairs_png(fake: Features, train: Features, nearest: tuple[np.ndarray, np.ndarray], fake_shard: Path,
+                      train_shard: Path, out: Path, n: int = 16) -> Path:
     """The ``n`` fakes closest to a train image, each beside that image, as one PNG (2 columns per pair)."""
-    dist, index = gm.nearest(fake.features, train.features)
+    dist, index = nearest  # each fake's distance to its nearest train image, and that image
     order = np.argsort(dist)[:n]
     fr, tr = ShardReader(fake_shard), ShardReader(train_shard)
     size = int(tr.attrs.get("image_size", 64))
@@ -106,7 +106,8 @@ def evaluate_synthetic(fake_shard: str | os.PathLike, real_shards: str | os.Path
         result["is_mean"], result["is_std"] = gm.inception_score(fake.logits, result["is_splits"])
     else:
         result["is_mean"] = result["is_std"] = None  # the extractor has no classifier head
-    closest_pairs_png(fake, train, fake_shard, real_shards / "train.h5", out / "closest_pairs.png")
+    closest_pairs_png(fake, train, grams.fake_to_real_nearest(), fake_shard, real_shards / "train.h5",
+                      out / "closest_pairs.png")
     write_json(out / "metrics.json", result)
     log.info("FID %.3f [%.3f, %.3f] (floor %.3f), KID %.5f, memorised %.3f -> %s", result["fid"], *result["fid_ci"],
              result["fid_floor"], kid_mean, result["memorised_fraction"], out / "metrics.json")

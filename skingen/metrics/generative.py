@@ -101,7 +101,7 @@ class Grams:
         dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.x = torch.from_numpy(np.ascontiguousarray(real, np.float32)).to(dev)
         self.y = torch.from_numpy(np.ascontiguousarray(fake, np.float32)).to(dev)
-        self._cache: dict[str, torch.Tensor] = {}
+        self._cache: dict = {}
 
     def dot(self, which: str) -> torch.Tensor:
         """'xx', 'yy' or 'xy' dot products."""
@@ -114,6 +114,13 @@ class Grams:
         """Squared Euclidean distances from the dot products."""
         a, b = {"xx": (self.x, self.x), "yy": (self.y, self.y), "xy": (self.x, self.y)}[which]
         return ((a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2 * self.dot(which)).clamp_min_(0)
+
+    def fake_to_real_nearest(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each fake's distance to its nearest real and that real's index (computed once)."""
+        if "nearest" not in self._cache:
+            best = self.sqdist("xy").min(0)
+            self._cache["nearest"] = (best.values.sqrt().cpu().numpy(), best.indices.cpu().numpy())
+        return self._cache["nearest"]
 
 
 def _subset_sums(kernel: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
@@ -201,7 +208,7 @@ def memorisation(fake: np.ndarray, train: np.ndarray, test: np.ndarray, quantile
     images do; a generator that produces fresh images of the same distribution scores about ``quantile``.
     """
     if grams is not None:  # x = train, y = fake: reuse their distances
-        d_train = grams.sqdist("xy").min(0).values.sqrt().cpu().numpy()
+        d_train = grams.fake_to_real_nearest()[0]
     else:
         d_train, _ = nearest(fake, train)
     d_test, _ = nearest(fake, test)

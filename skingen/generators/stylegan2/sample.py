@@ -4,13 +4,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
 from ...data.classes import CLASS_INDEX
-from ...data.shards import ShardWriter
 from ...errors import UserError
+from ..common import write_synthetic_shard
 from .snapshot import generate, load_generator
 
 
@@ -29,12 +28,10 @@ def sample_to_shard(cell_dir: str | os.PathLike, out_shard: str | os.PathLike, n
              "sampling_seed": seed, "synthetic_class": label, "conditional": bool(G.cfg.c_dim),
              "ada_p": meta["ada_p"], **(extra_attrs or {})}
     class_index = CLASS_INDEX[label] if G.cfg.c_dim else None
-    seeds = np.arange(n) + seed * 1_000_000
-    with ShardWriter(out_shard, image_size, pipeline="synthetic", attrs=attrs, capacity=n) as w:
+    seeds = np.arange(n) + seed * 1_000_000  # one z seed per image
+
+    def images():
         for start in tqdm(range(0, n, batch), desc=f"stylegan2 sample {label}", unit="batch", leave=False):
-            for i, img in zip(seeds[start:start + batch], generate(G, seeds[start:start + batch], psi, class_index, batch)):
-                if img.shape[0] != image_size:
-                    img = cv2.resize(img, (image_size, image_size), interpolation=cv2.INTER_AREA)
-                name = f"SYN_stylegan2_{seed}_{int(i) - seed * 1_000_000:06d}"
-                w.add(np.ascontiguousarray(img), CLASS_INDEX[label], name, name, "synthetic:stylegan2_ada")
-    return Path(out_shard)
+            yield from generate(G, seeds[start:start + batch], psi, class_index, batch)
+    return write_synthetic_shard(out_shard, images(), label, image_size, attrs, f"SYN_stylegan2_{seed}",
+                                 "synthetic:stylegan2_ada", n)

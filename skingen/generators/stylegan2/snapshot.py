@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from ...atomic import atomic_path, write_json
 from ...errors import UserError
+from ..common import save_grid
 from .networks import Generator, NetworkConfig
 
 
@@ -33,8 +33,7 @@ def save_snapshot(G: Generator, folder: Path, meta: dict, grid_png: Path | None 
     write_json(folder / "network.json", {"network": G.config_dict(), **meta})
     if grid_png is not None and grid_images:
         images = generate(G, np.arange(grid_images) + seed * 100_000, psi=psi, class_index=class_index)
-        with atomic_path(grid_png) as tmp:
-            Image.fromarray(image_grid(images)).save(tmp, format="PNG")
+        save_grid(images, grid_png)
 
 
 def load_generator(folder: str | Path, device: str | torch.device = "cpu") -> tuple[Generator, dict]:
@@ -89,15 +88,3 @@ def generate(G: Generator, seeds, psi: float = 0.8, class_index: int | None = No
         img = G(z, c, psi=psi, noise_mode="const")
         out.append((img.clamp(-1, 1) * 127.5 + 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy())
     return np.concatenate(out)
-
-
-def image_grid(images: np.ndarray) -> np.ndarray:
-    """Tile (N, H, W, 3) images into a near-square grid."""
-    n, h, w, _ = images.shape
-    cols = int(np.ceil(np.sqrt(n)))
-    rows = int(np.ceil(n / cols))
-    grid = np.zeros((rows * h, cols * w, 3), np.uint8)
-    for i, img in enumerate(images):
-        r, c = divmod(i, cols)
-        grid[r * h:(r + 1) * h, c * w:(c + 1) * w] = img
-    return grid

@@ -10,7 +10,6 @@ since R1 and path-length regularisation take double backward passes.
 from __future__ import annotations
 
 import copy
-import hashlib
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -24,6 +23,7 @@ from ...atomic import atomic_path, write_csv, write_json
 from ...classify.loop import Preempted, StopFlag
 from ...data.classes import CLASS_INDEX, CLASS_NAMES
 from ...errors import UserError
+from ..common import write_rank_digest
 from ..ddpm_data import TrainImages
 from .augment import AdaController, AugmentPipe
 from .loss import discriminator_loss, generator_loss, lazy_adam, path_length_penalty, r1_gamma_default
@@ -279,11 +279,7 @@ def _snapshot(run: Run, out: Path) -> None:
 
 
 def _summary(run: Run, out: Path, seconds: float) -> dict:
-    digest = hashlib.sha256()
-    for param in run.G.parameters():
-        digest.update(param.detach().cpu().numpy().tobytes())
-    (out / "ranks").mkdir(exist_ok=True)
-    (out / "ranks" / f"rank{run.acc.process_index}.sha256").write_text(digest.hexdigest())
+    write_rank_digest(run.G, out, run.acc.process_index)
     summary = {"config": asdict(run.cfg), "network": asdict(run.net_cfg), "steps": run.step,
                "kimg": run.step * run.cfg.batch_size / 1000, "seconds_this_process": round(seconds, 2),
                "num_processes": run.acc.num_processes, "per_process_batch": run.per_process,

@@ -1,0 +1,57 @@
+"""What every generator writes the same way: synthetic shards, sample grids, per-rank parameter digests."""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Iterable
+
+import cv2
+import numpy as np
+import torch
+
+from ..atomic import atomic_path
+from ..data.classes import CLASS_INDEX
+from ..data.shards import ShardWriter
+
+
+def write_synthetic_shard(out_shard: str | os.PathLike, images: Iterable[np.ndarray], label: str, image_size: int,
+                          attrs: dict, id_prefix: str, source: str, capacity: int = 0) -> Path:
+    """Images of class ``label`` (resized to ``image_size`` when needed) into a synthetic shard with ``attrs``;
+    ids are ``<id_prefix>_<index:06d>``."""
+    with ShardWriter(out_shard, image_size, pipeline="synthetic", attrs=attrs, capacity=capacity) as w:
+        for i, img in enumerate(images):
+            if img.shape[0] != image_size:
+                img = cv2.resize(img, (image_size, image_size), interpolation=cv2.INTER_AREA)
+            name = f"{id_prefix}_{i:06d}"
+            w.add(np.ascontiguousarray(img), CLASS_INDEX[label], name, name, source)
+    return Path(out_shard)
+
+
+def image_grid(images: np.ndarray) -> np.ndarray:
+    """Tile (N, H, W, 3) images into a near-square grid."""
+    n, h, w, _ = images.shape
+    cols = int(np.ceil(np.sqrt(n)))
+    rows = int(np.ceil(n / cols))
+    grid = np.zeros((rows * h, cols * w, 3), np.uint8)
+    for i, img in enumerate(images):
+        r, c = divmod(i, cols)
+        grid[r * h:(r + 1) * h, c * w:(c + 1) * w] = img
+    return grid
+
+
+def save_grid(images: np.ndarray, out: Path) -> Path:
+    """A grid of ``images`` as a PNG, written atomically."""
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(image_grid(images), cv2.COLOR_RGB2BGR))
+    with atomic_path(out) as tmp:
+        tmp.write_bytes(buf.tobytes())
+    return out
+
+
+def write_rank_digest(module: torch.nn.Module, out: Path, rank: int) -> None:
+    """``out/ranks/rank<k>.sha256`` of the module's parameters (multi-process runs must agree)."""
+    digest = hashlib.sha256()
+    for param in module.parameters():
+        digest.update(param.detach().cpu().numpy().tobytes())
+    (out / "ranks").mkdir(exist_ok=True)
+    (out / "ranks" / f"rank{rank}.sha256").write_text(digest.hexdigest())

@@ -75,6 +75,16 @@ def test_both_exact_routes_to_the_trace_term_agree_with_scipy():
         assert float(gm._trace_sqrt_product(a1, a2)) == pytest.approx(want, rel=1e-6)
 
 
+def test_blocked_symmetric_product_equals_the_full_product():
+    rng = np.random.default_rng(3)
+    for rows, cols in ((1100, 8), (7, 1500)):  # blocked Gram of many images; covariance of many dims
+        a = torch.from_numpy(rng.normal(size=(rows, cols)))
+        got = gm.symmetric_product(a if rows > cols else a.T)
+        want = a @ a.T if rows > cols else a.T @ a
+        assert torch.equal(got, got.T)
+        assert torch.allclose(got, want, rtol=1e-12, atol=1e-10)
+
+
 def test_kid_equals_cleanfid_on_full_sets_and_is_seeded():
     from cleanfid import fid as cfid
 

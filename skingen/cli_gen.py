@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+from .generators.registry import GENERATORS
 
 
 def overrides(a: argparse.Namespace, names: tuple[str, ...], rename: dict | None = None) -> dict:
@@ -14,50 +15,30 @@ def overrides(a: argparse.Namespace, names: tuple[str, ...], rename: dict | None
     return {rename.get(n, n): getattr(a, n) for n in names if getattr(a, n, None) is not None}
 
 
-GENERATOR_CHOICES = ("ddpm", "stylegan2_ada")
-
-
 def _cmd_gen_summary(a: argparse.Namespace) -> None:
-    if a.generator == "stylegan2_ada":
-        from .generators.stylegan2.summary import parameter_summary
+    from .generators.registry import get_generator
 
-        print(json.dumps(parameter_summary(a.resolution, a.preset or "paper256", a.conditional), indent=2))
-        return
-    from .generators.ddpm_model import parameter_counts
-
-    print(json.dumps(parameter_counts(a.resolution, 5 if a.conditional else None), indent=2))
+    print(json.dumps(get_generator(a.generator).summary(a.resolution, a.preset, a.conditional), indent=2))
 
 
 def _train_config(a: argparse.Namespace):
     """The generator's config: its TOML table ([ddpm] or [stylegan2_ada]) updated by command-line options."""
     from .config import from_dict, load_toml
+    from .generators.registry import get_generator
 
-    if a.generator == "stylegan2_ada":
-        from .generators.stylegan2.train import StyleGAN2Config as cls
-        keys = ("kimg", "seed", "resolution", "preset")
-    else:
-        from .generators.ddpm import DDPMConfig as cls
-        keys = ("max_steps", "seed", "resolution")
+    gen = get_generator(a.generator)
     data = load_toml(a.config).get(a.generator, {}) if a.config else {}
-    return from_dict(cls, {**data, **overrides(a, keys)}, f"{a.config or 'options'} [{a.generator}]")
+    return from_dict(gen.config_class(), {**data, **overrides(a, gen.cli_keys)}, f"{a.config or 'options'} [{a.generator}]")
 
 
 def _cmd_gen_train(a: argparse.Namespace) -> int:
     from .classify.loop import Preempted
+    from .generators.registry import get_generator
 
     cfg = _train_config(a)
+    gen = get_generator(a.generator)
     try:
-        if a.generator == "stylegan2_ada":
-            from .generators.stylegan2.train import train_stylegan2
-
-            s = train_stylegan2(Path(a.shards) / "train.h5", a.out, cfg)
-            print(f"stylegan2_ada: {s['kimg']:g} kimg ({s['steps']} steps) on {s['train_images']} train images, "
-                  f"ADA p {s['ada_p']:.3f}; G_ema snapshot in {a.out}/snapshot")
-        else:
-            from .generators.ddpm import train_ddpm
-
-            s = train_ddpm(Path(a.shards) / "train.h5", a.out, cfg)
-            print(f"ddpm: {s['steps']} steps on {s['train_images']} train images; EMA snapshot in {a.out}/pipeline")
+        print(gen.trained(gen.train(Path(a.shards) / "train.h5", Path(a.out), cfg), a.out))
     except Preempted as exc:
         print(f"skingen: preempted: {exc}; run the same command again to resume", file=sys.stderr)
         return 3
@@ -65,24 +46,20 @@ def _cmd_gen_train(a: argparse.Namespace) -> int:
 
 
 def _cmd_gen_sample(a: argparse.Namespace) -> None:
-    if a.generator == "stylegan2_ada":
-        from .generators.stylegan2.sample import sample_to_shard as sg2_sample
+    from .generators.registry import SampleRequest, get_generator
 
-        out = sg2_sample(a.cell, a.out, a.n, a.label, a.image_size, a.psi, a.seed, a.batch)
-    else:
-        from .generators.ddpm_sample import sample_to_shard
-
-        out = sample_to_shard(a.cell, a.out, a.n, a.label, a.image_size, a.sampler, a.steps, a.seed, a.batch,
-                              a.conditional)
+    out = get_generator(a.generator).sample(SampleRequest(
+        Path(a.cell), Path(a.out), a.n, a.label, a.image_size, a.seed, a.batch, sampler=a.sampler, steps=a.steps,
+        conditional=a.conditional, psi=a.psi))
     print(f"{a.n} synthetic {a.label} images -> {out}")
 
 
 def add_gen_parser(sub: argparse._SubParsersAction) -> None:
     gen = sub.add_parser("gen", help="generators: summaries, training, sampling, generative metrics").add_subparsers(
         dest="gen_cmd", required=True)
-    which = dict(choices=GENERATOR_CHOICES, default="ddpm", help="ddpm (default) or stylegan2_ada")
+    which = dict(choices=tuple(GENERATORS), default="ddpm", help=f"{' or '.join(GENERATORS)} (default ddpm)")
     p = gen.add_parser("summary", help="JSON parameter counts of a generator preset")
-    p.add_argument("--generator", required=True, choices=GENERATOR_CHOICES)
+    p.add_argument("--generator", required=True, choices=tuple(GENERATORS))
     p.add_argument("--resolution", type=int, required=True)
     p.add_argument("--preset", help="stylegan2_ada: paper256 (default), stylegan2, small, tiny; DDPM presets follow "
                                     "the resolution")

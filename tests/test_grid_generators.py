@@ -69,6 +69,27 @@ def test_plan_wires_generators_into_the_grid(tmp_path):
     assert real.key in {c.key for c in changed}  # the real arm does not depend on the generator
 
 
+def test_every_registered_generator_has_a_study_table_and_entry_points(tmp_path):
+    from dataclasses import fields
+
+    from skingen.errors import UserError
+    from skingen.generators.registry import GENERATORS, get_generator
+    from skingen.grid.spec import GenerateSpec
+
+    tables = {f.name for f in fields(GenerateSpec)}
+    spec = load_study(_study(tmp_path))
+    for name, gen in GENERATORS.items():
+        assert name in tables  # [generate.<name>] exists, so a study can configure it
+        cfg = getattr(spec.generate, name)
+        assert isinstance(cfg, gen.config_class())
+        gen.validate(cfg)
+        assert gen.summary(32, "tiny" if name == "stylegan2_ada" else None, False)["resolution"] == 32
+    samples = {c.config["generator"]: c.config for c in plan_study(spec) if c.stage == "sample"}
+    assert samples["stylegan2_ada"]["psi"] == spec.generate.stylegan2_ada.truncation_psi and "psi" not in samples["ddpm"]
+    with pytest.raises(UserError, match="'gan' unknown; implemented: ddpm, stylegan2_ada"):
+        get_generator("gan")
+
+
 @pytest.mark.parametrize("arms, extra, message", [
     ('arms = ["real", "synthetic_ddpm"]', "", "needs its generator in [generate] generators"),
     ('arms = ["real"]', '\n[generate]\ngenerators = ["stylegan2_ada"]\n[generate.stylegan2_ada]\naugment = "maybe"\n',

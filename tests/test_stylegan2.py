@@ -119,7 +119,9 @@ def test_ada_p_rises_when_d_overfits_and_falls_otherwise():
 
 def test_resume_equals_continuous(two_colour_shard, tmp_path):
     cfg = StyleGAN2Config(**TINY, kimg=0.096, ada_kimg=0.5, seed=3)  # 12 steps; ADA moves p meanwhile
+    caller_rng = torch.get_rng_state()
     full = train_stylegan2(two_colour_shard, tmp_path / "full", cfg)
+    assert torch.equal(torch.get_rng_state(), caller_rng)  # the run's seeding does not leak into the caller
     with pytest.raises(Preempted):
         train_stylegan2(two_colour_shard, tmp_path / "cut", cfg, stop_after_steps=5)
     resumed = train_stylegan2(two_colour_shard, tmp_path / "cut", cfg)
@@ -180,6 +182,25 @@ def test_transfer_from_a_snapshot_loads_its_weights(two_colour_shard, tmp_path):
     wrong = StyleGAN2Config(**{**TINY, "preset": "small"}, kimg=0.008, init_from=str(tmp_path / "a" / "snapshot"))
     with pytest.raises(UserError, match="does not fit this network"):
         train_stylegan2(two_colour_shard, tmp_path / "c", wrong)
+
+
+def test_gradient_averaging_maps_the_flat_bucket_back_to_each_parameter():
+    from skingen.generators.stylegan2.train import _average_grads
+
+    class TwoProcesses:  # stands in for Accelerate: its reduce returns a recognisable function of its input
+        num_processes = 2
+
+        def reduce(self, t, reduction):
+            assert reduction == "mean" and t.ndim == 1
+            return t * 3 + 1
+
+    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Conv2d(2, 5, 3), torch.nn.Linear(4, 2, bias=False))
+    for p in list(net.parameters())[:-1]:
+        p.grad = torch.randn_like(p)
+    before = [None if p.grad is None else p.grad.clone() for p in net.parameters()]
+    _average_grads(TwoProcesses(), net)
+    for p, g in zip(net.parameters(), before):
+        assert (p.grad is None) if g is None else torch.equal(p.grad, g * 3 + 1)
 
 
 def test_two_processes_hold_identical_parameters(two_colour_shard, tmp_path):

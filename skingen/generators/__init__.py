@@ -1,1 +1,2 @@
-"""Generators of synthetic images: DDPM (diffusers UNet, our Accelerate loop); StyleGAN2-ADA to come."""
+"""Generators of synthetic images: DDPM (diffusers UNet, our Accelerate loop) and StyleGAN2-ADA (our PyTorch
+implementation); `registry.GENERATORS` names them."""

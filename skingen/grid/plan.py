@@ -10,6 +10,7 @@ import json
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from ..generators.registry import get_generator
 from ..preprocess import get_pipeline
 from .spec import StudySpec
 
@@ -80,7 +81,7 @@ def _generator_cells(spec: StudySpec, packs: dict[str, Cell]) -> dict[str, list[
             sample = make_cell("sample", f"{pipe}-{gen}", {
                 "generator": gen, "pipeline": pipe, "target_class": target, "n": g.n_synthetic, "max_dose": max(doses),
                 "image_size": spec.image_size, "sampler": g.sampler, "steps": g.sampling_steps, "seed": g.seed,
-                "batch": g.sample_batch, **({"psi": g.stylegan2_ada.truncation_psi} if gen == "stylegan2_ada" else {})},
+                "batch": g.sample_batch, **get_generator(gen).sample_config(g)},
                 {"train_gen": train.key, "pack": pack.key})
             metric = make_cell("gen_metrics", f"{pipe}-{gen}", {"generator": gen, "pipeline": pipe,
                                                                 "metrics": asdict(g.metrics)},

@@ -13,11 +13,9 @@ from ..data.split import SplitConfig
 from ..errors import UserError
 from ..generators.ddpm import DDPMConfig
 from ..generators.stylegan2.train import StyleGAN2Config
-from ..generators.stylegan2.train import validate as validate_stylegan2
+from ..generators.registry import GENERATORS
 from ..metrics.gen_eval import GenMetricsConfig
 from ..preprocess.registry import PRESETS
-
-GENERATORS = ("ddpm", "stylegan2_ada")
 
 
 @dataclass(frozen=True)
@@ -122,11 +120,11 @@ def _check(spec: StudySpec, where: str) -> None:
         if a not in ARMS and not a.startswith("synthetic"):
             raise UserError(f"{where}: classify.arms: {a!r} unknown; use real, gta, oversample, class_weighted or "
                             "synthetic_<generator>")
-    if "stylegan2_ada" in spec.generate.generators:
+    for g in spec.generate.generators:
         try:
-            validate_stylegan2(spec.generate.stylegan2_ada)
+            GENERATORS[g].validate(getattr(spec.generate, g))
         except UserError as exc:
-            raise UserError(f"{where}: [generate.stylegan2_ada] {exc}") from None
+            raise UserError(f"{where}: [generate.{g}] {exc}") from None
     if spec.generate.sampler not in ("ddim", "ddpm"):
         raise UserError(f"{where}: generate.sampler {spec.generate.sampler!r} unknown; use ddim or ddpm")
     if not spec.data.sources and spec.data.phantom is None:

@@ -48,15 +48,11 @@ def run_pack(cell: Cell, out: Path, inputs: dict[str, Path]) -> dict:
 
 def run_train_gen(cell: Cell, out: Path, inputs: dict[str, Path]) -> dict:
     """Train one generator on the train shard's target-class images (resumes after preemption)."""
-    train = inputs["pack"] / "train.h5"
-    if cell.config["generator"] == "stylegan2_ada":
-        from ..generators.stylegan2.train import StyleGAN2Config, train_stylegan2
+    from ..generators.registry import get_generator
 
-        summary = train_stylegan2(train, out, from_dict(StyleGAN2Config, cell.config["config"], "stylegan2_ada"))
-    else:
-        from ..generators.ddpm import DDPMConfig, train_ddpm
-
-        summary = train_ddpm(train, out, from_dict(DDPMConfig, cell.config["config"], "ddpm"))
+    gen = get_generator(cell.config["generator"])
+    cfg = from_dict(gen.config_class(), cell.config["config"], gen.name)
+    summary = gen.train(inputs["pack"] / "train.h5", out, cfg)
     return {"steps": summary["steps"], "train_images": summary["train_images"]}
 
 
@@ -64,22 +60,16 @@ def run_sample(cell: Cell, out: Path, inputs: dict[str, Path]) -> dict:
     """Sample the synthetic shard ``out/synthetic.h5``: n images, and at least what the largest dose needs."""
     from ..data.classes import CLASS_INDEX
     from ..data.shards import ShardReader
-    from ..generators.ddpm_sample import sample_to_shard
+    from ..generators.registry import SampleRequest, get_generator
 
     c = cell.config
     needed = round(c["max_dose"] * int((ShardReader(inputs["pack"] / "train.h5").labels
                                         == CLASS_INDEX[c["target_class"]]).sum()))
     n = max(1, c["n"], needed)
-    extra = {"trained_on_pipeline": c["pipeline"]}
-    if c["generator"] == "stylegan2_ada":
-        from ..generators.stylegan2.sample import sample_to_shard as sg2_sample
-
-        sg2_sample(inputs["train_gen"], out / "synthetic.h5", n, c["target_class"], c["image_size"], c["psi"],
-                   c["seed"], c["batch"], generator_cell=inputs["train_gen"].name, extra_attrs=extra)
-    else:
-        sample_to_shard(inputs["train_gen"], out / "synthetic.h5", n, c["target_class"], c["image_size"],
-                        c["sampler"], c["steps"], c["seed"], c["batch"], generator_cell=inputs["train_gen"].name,
-                        extra_attrs=extra)
+    get_generator(c["generator"]).sample(SampleRequest(
+        inputs["train_gen"], out / "synthetic.h5", n, c["target_class"], c["image_size"], c["seed"], c["batch"],
+        sampler=c["sampler"], steps=c["steps"], psi=c.get("psi", 0.8), generator_cell=inputs["train_gen"].name,
+        extra_attrs={"trained_on_pipeline": c["pipeline"]}))
     return {"images": n}
 
 

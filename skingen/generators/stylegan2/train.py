@@ -152,10 +152,13 @@ class Run:
 
 
 def _average_grads(acc, module: torch.nn.Module) -> None:
-    if acc.num_processes > 1:
-        for p in module.parameters():
-            if p.grad is not None:
-                p.grad.copy_(acc.reduce(p.grad, reduction="mean"))
+    """Mean gradient over processes: one all-reduce of all gradients flattened (one bucket, not one per tensor)."""
+    if acc.num_processes == 1:
+        return
+    grads = [p.grad for p in module.parameters() if p.grad is not None]
+    flat = acc.reduce(torch.cat([g.reshape(-1) for g in grads]), reduction="mean")
+    for g, part in zip(grads, flat.split([g.numel() for g in grads])):
+        g.copy_(part.view_as(g))
 
 
 def _g_step(run: Run) -> tuple[float, float]:
@@ -243,10 +246,16 @@ def train_stylegan2(train_shard: str | os.PathLike, out: str | os.PathLike, cfg:
     out.mkdir(parents=True, exist_ok=True)
     acc = Accelerator(cpu=not torch.cuda.is_available(),
                       mixed_precision=cfg.mixed_precision if torch.cuda.is_available() else "no")
-    run = Run(cfg, TrainImages(train_shard, cfg.classes, cfg.resolution), acc)
+    # The run seeds torch's global RNGs (network init, synthesis noise); the caller's are restored afterwards.
+    with torch.random.fork_rng(devices=[torch.cuda.current_device()] if acc.device.type == "cuda" else []):
+        return _train(Run(cfg, TrainImages(train_shard, cfg.classes, cfg.resolution), acc), out, stop_after_steps)
+
+
+def _train(run: Run, out: Path, stop_after_steps: int | None) -> dict:
+    cfg = run.cfg
     _load_state(run, out)
     start, losses = time.perf_counter(), []
-    bar = tqdm(total=cfg.steps, initial=run.step, desc="stylegan2-ada", unit="step", disable=not acc.is_main_process)
+    bar = tqdm(total=cfg.steps, initial=run.step, desc="stylegan2-ada", unit="step", disable=not run.acc.is_main_process)
     with StopFlag() as stop:
         while run.step < cfg.steps:
             loss_g, pl = _g_step(run)

@@ -1,4 +1,4 @@
-"""Generator stages in the study grid: train_gen -> sample -> gen_metrics -> feature_space, synthetic arms."""
+"""Generator stages in the study grid: features, train_gen -> sample -> gen_metrics -> feature_space, synthetic arms."""
 from __future__ import annotations
 
 import json
@@ -51,7 +51,9 @@ def _study(tmp_path, extra: str = GENERATE, arms: str = 'arms = ["real", "synthe
 def test_plan_wires_generators_into_the_grid(tmp_path):
     cells = plan_study(load_study(_study(tmp_path)))
     by_stage = {s: [c for c in cells if c.stage == s] for s in {c.stage for c in cells}}
-    assert [len(by_stage[s]) for s in ("train_gen", "sample", "gen_metrics", "feature_space")] == [2, 2, 2, 1]
+    assert [len(by_stage[s]) for s in ("features", "train_gen", "sample", "gen_metrics", "feature_space")] == [1, 2, 2, 2, 1]
+    features = by_stage["features"][0]  # one real-feature pass per pipeline, shared by both generators
+    assert all(c.deps["features"] == features.key for c in by_stage["gen_metrics"] + by_stage["feature_space"])
     sample, train_gen = by_stage["sample"][0], by_stage["train_gen"][0]
     assert train_gen.config["generator"] == "ddpm" and by_stage["train_gen"][1].config["config"]["preset"] == "tiny"
     assert sample.deps["train_gen"] == train_gen.key and train_gen.config["config"]["resolution"] == 32
@@ -120,6 +122,9 @@ def test_generator_study_runs_end_to_end(tmp_path):
         assert syn.attrs["trained_on_pipeline"] == "basic"
         metrics = json.loads((of["gen_metrics", gen] / "metrics.json").read_text())
         assert metrics["n_fake"] == n_mel == metrics["n_real"] and metrics["extractor"] == "tiny"
+        assert not list((of["gen_metrics", gen] / "features").glob("train_*.h5"))  # reals read from the features cell
+    real = of["features", None]
+    assert sorted(p.name for p in real.glob("*.h5")) == ["test_MEL.h5", "train_MEL.h5"]
     fs = next(c for c in cells if c.stage == "feature_space").folder(out)
     assert {r["source"] for r in read_rows(fs / "tsne.csv")} == {"real", "ddpm", "stylegan2_ada"}
     clf = next(c for c in cells if c.stage == "train_clf" and c.config["arm"].get("generator") == "stylegan2_ada")

@@ -14,8 +14,8 @@ from ..generators.registry import get_generator
 from ..preprocess import get_pipeline
 from .spec import StudySpec
 
-STAGES = ("phantom", "ingest", "split", "pack", "train_gen", "sample", "gen_metrics", "feature_space", "train_clf",
-          "clf_metrics")
+STAGES = ("phantom", "ingest", "split", "pack", "features", "train_gen", "sample", "gen_metrics", "feature_space",
+          "train_clf", "clf_metrics")
 
 
 @dataclass(frozen=True)
@@ -68,12 +68,16 @@ def _pack_cells(spec: StudySpec, split: Cell) -> dict[str, Cell]:
 
 
 def _generator_cells(spec: StudySpec, packs: dict[str, Cell]) -> dict[str, list[Cell]]:
-    """Per pipeline x generator: train_gen -> sample -> gen_metrics; per pipeline one feature_space cell."""
+    """Per pipeline x generator: train_gen -> sample -> gen_metrics; per pipeline one features cell (the real
+    target-class features every generator is scored against) and one feature_space cell."""
     g, target = spec.generate, spec.classify.target_class
     doses = [d for d in spec.classify.doses] or [1.0]
-    cells: dict[str, list[Cell]] = {s: [] for s in ("train_gen", "sample", "gen_metrics", "feature_space")}
+    cells: dict[str, list[Cell]] = {s: [] for s in ("features", "train_gen", "sample", "gen_metrics", "feature_space")}
     for pipe, pack in packs.items():
         metrics = []
+        real = make_cell("features", f"{pipe}-{target}", {"pipeline": pipe, "target_class": target,
+                                                           "extractor": g.metrics.extractor,
+                                                           "batch_size": g.metrics.batch_size}, {"pack": pack.key})
         for gen in g.generators:
             gen_cfg = asdict(replace(getattr(g, gen), resolution=spec.image_size, classes=(target,), seed=g.seed))
             train = make_cell("train_gen", f"{pipe}-{gen}", {"generator": gen, "pipeline": pipe, "config": gen_cfg},
@@ -85,16 +89,17 @@ def _generator_cells(spec: StudySpec, packs: dict[str, Cell]) -> dict[str, list[
                 {"train_gen": train.key, "pack": pack.key})
             metric = make_cell("gen_metrics", f"{pipe}-{gen}", {"generator": gen, "pipeline": pipe,
                                                                 "metrics": asdict(g.metrics)},
-                               {"sample": sample.key, "pack": pack.key})
+                               {"sample": sample.key, "pack": pack.key, "features": real.key})
             cells["train_gen"].append(train)
             cells["sample"].append(sample)
             metrics.append(metric)
         cells["gen_metrics"] += metrics
         if metrics:
+            cells["features"].append(real)
             cells["feature_space"].append(make_cell(
                 "feature_space", pipe, {"pipeline": pipe, "target_class": target, "perplexity": g.tsne_perplexity,
                                         "seed": g.seed, "extractor": g.metrics.extractor},
-                {f"gen_metrics:{m.config['generator']}": m.key for m in metrics}))
+                {"features": real.key, **{f"gen_metrics:{m.config['generator']}": m.key for m in metrics}}))
     return cells
 
 
@@ -146,5 +151,5 @@ def plan_study(spec: StudySpec) -> list[Cell]:
     packs = _pack_cells(spec, data[-1])
     gen = _generator_cells(spec, packs)
     trains = _train_cells(spec, packs, gen["sample"])
-    gen_cells = gen["train_gen"] + gen["sample"] + gen["gen_metrics"] + gen["feature_space"]
+    gen_cells = gen["features"] + gen["train_gen"] + gen["sample"] + gen["gen_metrics"] + gen["feature_space"]
     return data + list(packs.values()) + gen_cells + trains + _metric_cells(spec, trains)

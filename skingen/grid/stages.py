@@ -46,6 +46,16 @@ def run_pack(cell: Cell, out: Path, inputs: dict[str, Path]) -> dict:
     return {"shards": {k: str(v) for k, v in shards.items()}}
 
 
+def run_features(cell: Cell, out: Path, inputs: dict[str, Path]) -> dict:
+    """One cached feature pass over the pipeline's real train and test images of the target class."""
+    from ..metrics.extractors import load_extractor
+    from ..metrics.gen_eval import real_features
+
+    c = cell.config
+    train, test = real_features(inputs["pack"], c["target_class"], load_extractor(c["extractor"]), out, c["batch_size"])
+    return {"train": len(train), "test": len(test), "extractor": c["extractor"]}
+
+
 def run_train_gen(cell: Cell, out: Path, inputs: dict[str, Path]) -> dict:
     """Train one generator on the train shard's target-class images (resumes after preemption)."""
     from ..generators.registry import get_generator
@@ -78,7 +88,7 @@ def run_gen_metrics(cell: Cell, out: Path, inputs: dict[str, Path]) -> dict:
     from ..metrics.gen_eval import GenMetricsConfig, evaluate_synthetic
 
     cfg = from_dict(GenMetricsConfig, cell.config["metrics"], "metrics")
-    r = evaluate_synthetic(inputs["sample"] / "synthetic.h5", inputs["pack"], out, cfg)
+    r = evaluate_synthetic(inputs["sample"] / "synthetic.h5", inputs["pack"], out, cfg, features_dir=inputs["features"])
     return {"fid": r["fid"], "fid_floor": r["fid_floor"], "memorised_fraction": r["memorised_fraction"]}
 
 
@@ -88,9 +98,8 @@ def run_feature_space(cell: Cell, out: Path, inputs: dict[str, Path]) -> dict:
     from ..metrics.features import load_cached_features
 
     c = cell.config
-    gens = sorted(role.split(":", 1)[1] for role in inputs)
-    first = inputs[f"gen_metrics:{gens[0]}"] / "features"
-    groups = {"real": load_cached_features(first / f"train_{c['target_class']}.h5", c["extractor"])}
+    gens = sorted(role.split(":", 1)[1] for role in inputs if role.startswith("gen_metrics:"))
+    groups = {"real": load_cached_features(inputs["features"] / f"train_{c['target_class']}.h5", c["extractor"])}
     for gen in gens:
         groups[gen] = load_cached_features(inputs[f"gen_metrics:{gen}"] / "features" / "synthetic.h5", c["extractor"])
     tsne_figure(groups, out, f"{c['target_class']}, {c['pipeline']} pipeline [{c['extractor']}]", "real",
@@ -120,6 +129,6 @@ def run_clf_metrics(cell: Cell, out: Path, inputs: dict[str, Path]) -> dict:
 
 STAGE_FUNCTIONS: dict[str, Callable[[Cell, Path, dict[str, Path]], dict]] = {
     "phantom": run_phantom, "ingest": run_ingest, "split": run_split, "pack": run_pack,
-    "train_gen": run_train_gen, "sample": run_sample, "gen_metrics": run_gen_metrics,
+    "features": run_features, "train_gen": run_train_gen, "sample": run_sample, "gen_metrics": run_gen_metrics,
     "feature_space": run_feature_space, "train_clf": run_train_clf, "clf_metrics": run_clf_metrics,
 }

@@ -71,6 +71,15 @@ def closest_pairs_png(fake: Features, train: Features, nearest: tuple[np.ndarray
     return out
 
 
+def real_features(real_shards: str | os.PathLike, label: str, extractor, cache: str | os.PathLike,
+                  batch_size: int = 64) -> tuple:
+    """Features of the real train and test images of class ``label`` (one cached pass per set, reused by
+    every generator of the pipeline): ``cache``/{train,test}_<label>.h5."""
+    real_shards, cache = Path(real_shards), Path(cache)
+    return tuple(extract_features(ImageSet(real_shards / f"{split}.h5", label), extractor, cache / f"{split}_{label}.h5",
+                                  batch_size) for split in ("train", "test"))
+
+
 def evaluate_synthetic(fake_shard: str | os.PathLike, real_shards: str | os.PathLike, out: str | os.PathLike,
                        cfg: GenMetricsConfig, features_dir: str | os.PathLike | None = None,
                        assets: str | os.PathLike | None = None) -> dict:
@@ -81,8 +90,7 @@ def evaluate_synthetic(fake_shard: str | os.PathLike, real_shards: str | os.Path
     cache = Path(features_dir) if features_dir else out / "features"
     log.info("scoring %s (%s) against %s with %s; outputs in %s", fake_shard, label, real_shards, extractor.name, out)
     fake = extract_features(ImageSet(fake_shard), extractor, out / "features" / "synthetic.h5", cfg.batch_size)
-    train = extract_features(ImageSet(real_shards / "train.h5", label), extractor, cache / f"train_{label}.h5", cfg.batch_size)
-    test = extract_features(ImageSet(real_shards / "test.h5", label), extractor, cache / f"test_{label}.h5", cfg.batch_size)
+    train, test = real_features(real_shards, label, extractor, cache, cfg.batch_size)
     grams = gm.Grams(train.features, fake.features)
     kid_mean, kid_std, kid_m = gm.kid(grams, cfg.kid_subsets, cfg.kid_subset_size, cfg.seed)
     precision, recall = gm.precision_recall(grams, cfg.pr_k)

@@ -125,6 +125,11 @@ def test_generator_study_runs_end_to_end(tmp_path):
         assert not list((of["gen_metrics", gen] / "features").glob("train_*.h5"))  # reals read from the features cell
     real = of["features", None]
     assert sorted(p.name for p in real.glob("*.h5")) == ["test_MEL.h5", "train_MEL.h5"]
+    def started(cell):
+        return json.loads((cell.folder(out) / "cell.json").read_text())["timings"]["start"]
+
+    real_clf = next(c for c in cells if c.stage == "train_clf" and c.config["arm"]["name"] == "real")
+    assert started(real_clf) < min(started(c) for c in cells if c.stage == "sample")  # stages overlap
     fs = next(c for c in cells if c.stage == "feature_space").folder(out)
     assert {r["source"] for r in read_rows(fs / "tsne.csv")} == {"real", "ddpm", "stylegan2_ada"}
     clf = next(c for c in cells if c.stage == "train_clf" and c.config["arm"].get("generator") == "stylegan2_ada")
@@ -147,3 +152,15 @@ def test_generator_study_runs_end_to_end(tmp_path):
     assert "t-SNE of real and synthetic features (basic)" in page
     assert "Samples of stylegan2_ada (basic)" in page and "Memorisation check, ddpm (basic)" in page
     assert page.count("<img") >= 5 + 1 + 4  # classifier figures, t-SNE, 2 sample grids + 2 closest-pairs panels
+
+
+def test_a_failed_generator_blocks_only_its_downstream_cells(tmp_path, cli):
+    extra = GENERATE.replace('generators = ["ddpm", "stylegan2_ada"]', 'generators = ["ddpm"]').replace(
+        "max_steps = 4", 'max_steps = 4\ninit_from = "/nonexistent/unet"')
+    path = _study(tmp_path, extra, 'arms = ["real", "synthetic_ddpm"]')
+    r = cli("run", path, "--executor", "debug", "--out", tmp_path / "out")
+    assert r.code == 1 and "1 cell(s) failed, 5 blocked" in r.err  # sample, gen_metrics, t-SNE, synthetic arm + metrics
+    out, cells = tmp_path / "out", plan_study(load_study(path))
+    state = {(c.stage, c.config.get("arm", {}).get("name", "")): (c.folder(out) / "DONE").is_file() for c in cells}
+    assert state[("train_gen", "")] is False and state[("sample", "")] is False
+    assert state[("features", "")] and state[("train_clf", "real")]  # the real arm did not wait for the generator

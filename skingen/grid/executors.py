@@ -1,5 +1,10 @@
 """Executors: ``debug`` runs cells in this process; ``local`` and ``slurm`` submit them with submitit
-(a fresh log folder per submission, since a reused one can return stale results)."""
+(a fresh log folder per submission, since a reused one can return stale results).
+
+Each executor is a backend the scheduler (``schedule.py``) hands ready cells to, stage by stage, and
+asks for finished ones: ``submit(stage, work)``, ``collect()`` (waits until at least one cell has
+finished while any is out), ``busy()`` and ``cancel()``.
+"""
 from __future__ import annotations
 
 import logging
@@ -8,19 +13,19 @@ import subprocess
 import time
 import uuid
 from pathlib import Path
-from typing import Callable
 
 import submitit
-from tqdm import tqdm
 
 from ..atomic import write_json
 from .jobs import CellJob
-from .plan import Cell
+from .plan import STAGES, Cell
 from .profile import Profile, slurm_parameters, tasks_per_node
 from .store import cell_state
 
 log = logging.getLogger(__name__)
 Work = tuple[Cell, dict[str, str]]  # a cell and its input folders
+Outcome = tuple[Cell, bool]  # a finished cell and whether it is done
+LIGHT_STAGES = frozenset({"clf_metrics"})  # seconds of work: the local executor runs them in process
 
 
 def _record_failure(cell: Cell, root: Path, error: str, log_path: str) -> None:
@@ -30,17 +35,6 @@ def _record_failure(cell: Cell, root: Path, error: str, log_path: str) -> None:
         first = next((line.strip() for line in error.splitlines() if line.strip()), "unknown error")
         write_json(folder / "FAILED", {"error": first, "log": log_path})
     (folder / "RUNNING").unlink(missing_ok=True)
-
-
-def run_debug(work: list[Work], root: Path, on_done: Callable[[Cell, bool], None], **_: object) -> None:
-    """Run each cell in this process, one after another; a failure is recorded and the rest go on."""
-    for cell, inputs in work:
-        try:
-            CellJob()(cell.to_json(), str(root), inputs)
-            on_done(cell, True)
-        except Exception as exc:  # noqa: BLE001 - recorded in FAILED by the store
-            _record_failure(cell, root, f"{type(exc).__name__}: {exc}", str(cell.folder(root) / "error.txt"))
-            on_done(cell, False)
 
 
 def max_array_size() -> int:
@@ -55,77 +49,116 @@ def max_array_size() -> int:
     return 1001
 
 
-def _executor(kind: str, root: Path) -> tuple[submitit.AutoExecutor, Path]:
-    folder = root / ".submitit" / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
-    return submitit.AutoExecutor(folder=folder / "%j", cluster=kind), folder
+class DebugBackend:
+    """Run each cell in this process when it is submitted; a failure is recorded and the rest go on."""
+
+    def __init__(self, root: Path):
+        self.root, self.finished = root, []
+
+    def submit(self, stage: str, work: list[Work]) -> None:
+        """Run ``work`` now, one cell after another."""
+        for cell, inputs in work:
+            try:
+                CellJob()(cell.to_json(), str(self.root), inputs)
+                self.finished.append((cell, True))
+            except Exception as exc:  # noqa: BLE001 - recorded in FAILED by the store
+                _record_failure(cell, self.root, f"{type(exc).__name__}: {exc}", str(cell.folder(self.root) / "error.txt"))
+                self.finished.append((cell, False))
+
+    def busy(self) -> bool:
+        return bool(self.finished)
+
+    def collect(self) -> list[Outcome]:
+        out, self.finished = self.finished, []
+        return out
+
+    def cancel(self) -> None:
+        pass
 
 
-def _wait(jobs: list[tuple[Cell, submitit.Job]], root: Path, on_done, poll: float) -> None:
-    pending = list(jobs)
-    while pending:
-        still = []
-        for cell, job in pending:
-            if not job.done():
-                still.append((cell, job))
-                continue
-            exc = job.exception()
-            if exc is None:
-                on_done(cell, True)
+class SubmititBackend:
+    """Cells as submitit jobs: SLURM job arrays per stage (chunked below MaxArraySize), or local processes
+    ``max_parallel`` at a time across stages, earlier stages first (the longest chains start first)."""
+
+    def __init__(self, kind: str, root: Path, profile: Profile, max_parallel: int = 2, poll: float = 1.0):
+        self.kind, self.root, self.profile, self.poll = kind, root, profile, poll
+        self.max_parallel = max(1, max_parallel)
+        self.queue: list[tuple[str, Cell, dict]] = []
+        self.running: list[tuple[Cell, submitit.Job]] = []
+        self.inline = DebugBackend(root)
+        self.executors: dict[str, submitit.AutoExecutor] = {}
+        if kind == "local":  # local jobs inherit this environment: share the cores instead of oversubscribing
+            os.environ["SKINGEN_THREADS"] = str(max(1, (os.cpu_count() or 1) // self.max_parallel))
+
+    def _executor(self, stage: str) -> submitit.AutoExecutor:
+        """One executor (and log folder) per stage and run, with the stage's resources."""
+        if stage not in self.executors:
+            folder = self.root / ".submitit" / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}-{stage}"
+            executor = submitit.AutoExecutor(folder=folder / "%j", cluster=self.kind)
+            res = self.profile.for_stage(stage)
+            if self.kind == "slurm":
+                executor.update_parameters(name=f"skingen-{stage}", **slurm_parameters(res, self.root))
             else:
-                state = job.state if job.state not in ("UNKNOWN", "FAILED", "COMPLETED") else ""
-                _record_failure(cell, root, f"{state + ': ' if state else ''}{type(exc).__name__}: {exc}",
-                                str(job.paths.stderr))
-                on_done(cell, False)
-        pending = still
-        if pending:
-            time.sleep(poll)
+                executor.update_parameters(timeout_min=res.timeout_min, tasks_per_node=tasks_per_node(res))
+            self.executors[stage] = executor
+        return self.executors[stage]
 
-
-def run_submitit(work: list[Work], root: Path, on_done, kind: str, stage: str, profile: Profile,
-                 max_parallel: int = 2, poll: float = 1.0) -> None:
-    """Submit a stage wave: SLURM job arrays (chunked), or local processes ``max_parallel`` at a time."""
-    res = profile.for_stage(stage)
-    executor, folder = _executor(kind, root)
-    if kind == "slurm":
-        executor.update_parameters(name=f"skingen-{stage}", **slurm_parameters(res, root))
+    def submit(self, stage: str, work: list[Work]) -> None:
+        """SLURM: submit the stage's arrays now. Local: queue the cells (light stages run in process)."""
+        if self.kind == "local":
+            if stage in LIGHT_STAGES:
+                self.inline.submit(stage, work)
+            else:
+                self.queue += [(stage, c, i) for c, i in work]
+                self.queue.sort(key=lambda item: STAGES.index(item[0]))  # stable: plan order within a stage
+                self._fill()
+            return
+        executor = self._executor(stage)
         chunk = max(1, max_array_size() - 1)
         for start in range(0, len(work), chunk):
             part = work[start:start + chunk]
-            jobs = executor.map_array(CellJob(), [c.to_json() for c, _ in part], [str(root)] * len(part),
+            jobs = executor.map_array(CellJob(), [c.to_json() for c, _ in part], [str(self.root)] * len(part),
                                       [i for _, i in part])
-            log.info("%s: submitted array %s (%d cells), logs in %s", stage, jobs[0].job_id.split("_")[0], len(part), folder)
-            _wait(list(zip([c for c, _ in part], jobs)), root, on_done, poll)
-        return
-    executor.update_parameters(timeout_min=res.timeout_min, tasks_per_node=tasks_per_node(res))
-    # local jobs inherit this environment: share the cores instead of oversubscribing them
-    os.environ["SKINGEN_THREADS"] = str(max(1, (os.cpu_count() or 1) // max(1, max_parallel)))
-    queue = list(work)
-    running: list[tuple[Cell, submitit.Job]] = []
-    try:
-        while queue or running:
-            while queue and len(running) < max_parallel:
-                cell, inputs = queue.pop(0)
-                running.append((cell, executor.submit(CellJob(), cell.to_json(), str(root), inputs)))
-            finished = [pair for pair in running if pair[1].done()]
-            if finished:
-                running = [pair for pair in running if not pair[1].done()]
-                _wait(finished, root, on_done, poll)
-            else:
-                time.sleep(poll)
-    except KeyboardInterrupt:
-        for _, job in running:  # local jobs would outlive us otherwise
-            job.cancel(check=False)
-        raise
+            log.info("%s: submitted array %s (%d cells), logs in %s", stage, jobs[0].job_id.split("_")[0], len(part),
+                     executor.folder)
+            self.running += list(zip([c for c, _ in part], jobs))
+
+    def _fill(self) -> None:
+        while self.queue and len(self.running) < self.max_parallel:
+            stage, cell, inputs = self.queue.pop(0)
+            self.running.append((cell, self._executor(stage).submit(CellJob(), cell.to_json(), str(self.root), inputs)))
+
+    def busy(self) -> bool:
+        return bool(self.queue or self.running or self.inline.busy())
+
+    def _outcome(self, cell: Cell, job: submitit.Job) -> bool:
+        exc = job.exception()
+        if exc is not None:
+            state = job.state if job.state not in ("UNKNOWN", "FAILED", "COMPLETED") else ""
+            _record_failure(cell, self.root, f"{state + ': ' if state else ''}{type(exc).__name__}: {exc}",
+                            str(job.paths.stderr))
+        return exc is None
+
+    def collect(self) -> list[Outcome]:
+        """Finished cells; waits (polling) until at least one has finished while any is out."""
+        out = self.inline.collect()
+        while not out and self.running:
+            finished = [(c, j) for c, j in self.running if j.done()]
+            if not finished:
+                time.sleep(self.poll)
+                continue
+            self.running = [(c, j) for c, j in self.running if all(j is not f for _, f in finished)]
+            out = [(c, self._outcome(c, j)) for c, j in finished]
+        self._fill()
+        return out
+
+    def cancel(self) -> None:
+        """Cancel local jobs (they would outlive us otherwise); SLURM jobs keep running on the cluster."""
+        if self.kind == "local":
+            for _, job in self.running:
+                job.cancel(check=False)
 
 
-def progress_callback(stage: str, total: int) -> tuple[Callable[[Cell, bool], None], tqdm, list]:
-    """A per-stage progress bar and a callback printing one line per finished cell."""
-    bar = tqdm(total=total, desc=stage, unit="cell", disable=None)
-    results: list = []
-
-    def on_done(cell: Cell, ok: bool) -> None:
-        results.append((cell, ok))
-        bar.update()
-        tqdm.write(f"{'done  ' if ok else 'FAILED'} {cell.stage}/{cell.name}-{cell.key[:8]}")
-
-    return on_done, bar, results
+def make_backend(kind: str, root: Path, profile: Profile, max_parallel: int, poll: float):
+    """The backend of executor ``kind`` (debug, local or slurm)."""
+    return DebugBackend(root) if kind == "debug" else SubmititBackend(kind, root, profile, max_parallel, poll)

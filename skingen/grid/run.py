@@ -11,14 +11,14 @@ from pathlib import Path
 
 from ..atomic import write_json
 from ..errors import UserError
-from .executors import progress_callback, run_debug, run_submitit
+from .executors import make_backend
 from .plan import STAGES, Cell, plan_study
 from .profile import Profile, load_profile
+from .schedule import run_cells
 from .spec import StudySpec, load_study
 from .store import cell_state, marker, stale_folders
 
 log = logging.getLogger(__name__)
-LIGHT_STAGES = frozenset({"clf_metrics"})
 
 
 def results_root(spec: StudySpec, out: str | os.PathLike | None) -> Path:
@@ -60,35 +60,20 @@ def _profile(spec: StudySpec, kind: str) -> Profile:
 
 def run_study(study: str | os.PathLike, executor: str | None = None, out: str | os.PathLike | None = None,
               dry_run: bool = False, poll: float = 1.0, until: str | None = None) -> dict[str, Counter]:
-    """Run every cell not yet done (stages up to ``until`` only, then no report); returns per-stage counts."""
+    """Run every cell not yet done, each as soon as its dependencies are (stages up to ``until`` only, then no
+    report); returns per-stage counts."""
     if until is not None and until not in STAGES:
         raise UserError(f"--until {until!r}: not a stage; stages in order: {', '.join(STAGES)}")
     spec = load_study(study)
     kind = executor or spec.executor.kind
     root = results_root(spec, out).resolve()
     cells = plan_study(spec)
-    by_key = {c.key: c for c in cells}
     _save_plan(spec, cells, root)
     if dry_run:
         print("\n".join(plan_table(cells, root)))
         return {}
-    profile = _profile(spec, kind)
-    summary: dict[str, Counter] = {}
-    for stage in STAGES[:STAGES.index(until) + 1] if until else STAGES:
-        wave = [c for c in cells if c.stage == stage and cell_state(c, root) != "done"]
-        ready = [c for c in wave if all(cell_state(by_key[k], root) == "done" for k in c.deps.values())]
-        summary[stage] = Counter(blocked=len(wave) - len(ready))
-        if not ready:
-            continue
-        print(f"{stage}: {len(ready)} cell(s) to run with the {kind} executor -> {root / stage}", flush=True)
-        work = [(c, {role: str(by_key[k].folder(root)) for role, k in c.deps.items()}) for c in ready]
-        on_done, bar, results = progress_callback(stage, len(work))
-        if kind == "debug" or (kind == "local" and stage in LIGHT_STAGES):
-            run_debug(work, root, on_done)  # seconds of work: a process per cell would cost more
-        else:
-            run_submitit(work, root, on_done, kind, stage, profile, spec.executor.max_parallel, poll)
-        bar.close()
-        summary[stage].update(Counter("done" if ok else "failed" for _, ok in results))
+    backend = make_backend(kind, root, _profile(spec, kind), spec.executor.max_parallel, poll)
+    summary = run_cells(cells, root, backend, kind, STAGES[:STAGES.index(until) + 1] if until else STAGES)
     print("\n".join(plan_table(cells, root)))
     if until:
         print(f"stopped after stage {until} as asked; run again without --until for the rest and the report")

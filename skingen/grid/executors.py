@@ -87,6 +87,7 @@ class SubmititBackend:
         self.running: list[tuple[Cell, submitit.Job]] = []
         self.inline = DebugBackend(root)
         self.executors: dict[str, submitit.AutoExecutor] = {}
+        self.array_chunk = 0  # below the cluster's MaxArraySize, asked once
         if kind == "local":  # local jobs inherit this environment: share the cores instead of oversubscribing
             os.environ["SKINGEN_THREADS"] = str(max(1, (os.cpu_count() or 1) // self.max_parallel))
 
@@ -114,9 +115,9 @@ class SubmititBackend:
                 self._fill()
             return
         executor = self._executor(stage)
-        chunk = max(1, max_array_size() - 1)
-        for start in range(0, len(work), chunk):
-            part = work[start:start + chunk]
+        self.array_chunk = self.array_chunk or max(1, max_array_size() - 1)
+        for start in range(0, len(work), self.array_chunk):
+            part = work[start:start + self.array_chunk]
             jobs = executor.map_array(CellJob(), [c.to_json() for c, _ in part], [str(self.root)] * len(part),
                                       [i for _, i in part])
             log.info("%s: submitted array %s (%d cells), logs in %s", stage, jobs[0].job_id.split("_")[0], len(part),

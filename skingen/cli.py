@@ -156,7 +156,9 @@ def _cmd_report(a: argparse.Namespace) -> None:
 
 
 def _add_grid(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("run", help="plan a study, skip done cells, run the rest")
+    p = sub.add_parser("run", help="plan a study, skip done cells, run the rest",
+                       description="Plan a study, skip done cells and run the rest, each cell as soon as the "
+                                   "cells it depends on are done (stages overlap); then write the report.")
     p.add_argument("study", metavar="STUDY.toml")
     p.add_argument("--executor", choices=("debug", "local", "slurm"), help="default: the study's executor.kind")
     p.add_argument("--out", help="results folder (default results/<study name>)")

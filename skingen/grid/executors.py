@@ -148,7 +148,8 @@ class SubmititBackend:
             if not finished:
                 time.sleep(self.poll)
                 continue
-            self.running = [(c, j) for c, j in self.running if all(j is not f for _, f in finished)]
+            gone = {id(j) for _, j in finished}
+            self.running = [(c, j) for c, j in self.running if id(j) not in gone]
             out = [(c, self._outcome(c, j)) for c, j in finished]
         self._fill()
         return out

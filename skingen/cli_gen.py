@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from .generators.registry import GENERATORS
+from .generators.registry import GENERATORS, Generator, SampleRequest, get_generator
 
 
 def overrides(a: argparse.Namespace, names: tuple[str, ...], rename: dict | None = None) -> dict:
@@ -16,27 +16,22 @@ def overrides(a: argparse.Namespace, names: tuple[str, ...], rename: dict | None
 
 
 def _cmd_gen_summary(a: argparse.Namespace) -> None:
-    from .generators.registry import get_generator
-
     print(json.dumps(get_generator(a.generator).summary(a.resolution, a.preset, a.conditional), indent=2))
 
 
-def _train_config(a: argparse.Namespace):
+def _train_config(a: argparse.Namespace, gen: Generator):
     """The generator's config: its TOML table ([ddpm] or [stylegan2_ada]) updated by command-line options."""
     from .config import from_dict, load_toml
-    from .generators.registry import get_generator
 
-    gen = get_generator(a.generator)
     data = load_toml(a.config).get(a.generator, {}) if a.config else {}
     return from_dict(gen.config_class(), {**data, **overrides(a, gen.cli_keys)}, f"{a.config or 'options'} [{a.generator}]")
 
 
 def _cmd_gen_train(a: argparse.Namespace) -> int:
     from .classify.loop import Preempted
-    from .generators.registry import get_generator
 
-    cfg = _train_config(a)
     gen = get_generator(a.generator)
+    cfg = _train_config(a, gen)
     try:
         print(gen.trained(gen.train(Path(a.shards) / "train.h5", Path(a.out), cfg), a.out))
     except Preempted as exc:
@@ -46,8 +41,6 @@ def _cmd_gen_train(a: argparse.Namespace) -> int:
 
 
 def _cmd_gen_sample(a: argparse.Namespace) -> None:
-    from .generators.registry import SampleRequest, get_generator
-
     out = get_generator(a.generator).sample(SampleRequest(
         Path(a.cell), Path(a.out), a.n, a.label, a.image_size, a.seed, a.batch, sampler=a.sampler, steps=a.steps,
         conditional=a.conditional, psi=a.psi))

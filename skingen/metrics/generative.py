@@ -124,8 +124,8 @@ class Grams:
     def dot(self, which: str) -> torch.Tensor:
         """'xx', 'yy' or 'xy' dot products."""
         if which not in self._cache:
-            self._cache[which] = {"xx": lambda: symmetric_product(self.x), "yy": lambda: symmetric_product(self.y),
-                                  "xy": lambda: self.x @ self.y.T}[which]()
+            self._cache[which] = (self.x @ self.y.T if which == "xy"
+                                  else symmetric_product(self.x if which == "xx" else self.y))
         return self._cache[which]
 
     def sqdist(self, which: str) -> torch.Tensor:

@@ -47,6 +47,14 @@ class ClassifySpec:
     target_class: str = "MEL"
     train: TrainConfig = field(default_factory=TrainConfig)
     n_boot: int = 1000
+    # architecture contrasts are "model - reference_model"; "" = resnet50 when listed, else the first model
+    reference_model: str = ""
+
+    def reference(self) -> str:
+        """The model every architecture contrast is taken against."""
+        if self.reference_model:
+            return self.reference_model
+        return "resnet50" if "resnet50" in self.models else self.models[0]
 
 
 @dataclass(frozen=True)
@@ -59,6 +67,12 @@ class GenerateSpec:
 
     generators: tuple[str, ...] = ()
     seed: int = 0
+    # one trained generator instance per seed (per pipeline x generator); () = (seed,)
+    seeds: tuple[int, ...] = ()
+
+    def instance_seeds(self) -> tuple[int, ...]:
+        """The seeds of the generator instances trained per pipeline x generator."""
+        return self.seeds or (self.seed,)
     n_synthetic: int = 0
     sampler: str = "ddim"
     sampling_steps: int = 50

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -30,9 +31,14 @@ def _cmd_ingest(a: argparse.Namespace) -> None:
 def _cmd_split(a: argparse.Namespace) -> None:
     from .data.split import SplitConfig, lesion_overlap, make_split, split_table
 
-    cfg = SplitConfig(val=a.val, test=a.test, seed=a.seed, dedup=a.dedup, dedup_distance=a.dedup_distance)
+    cfg = SplitConfig(val=a.val, test=a.test, seed=a.seed, dedup=a.dedup, dedup_distance=a.dedup_distance,
+                      max_group_size=a.max_group_size)
     out, rows = make_split(a.manifest, a.out, cfg)
     print("\n".join(split_table(rows)))
+    if a.dedup:
+        from .data.groups import group_lines
+
+        print("\n".join(group_lines(json.loads(out.with_suffix(".json").read_text()))))
     print(f"lesions in more than one split: {len(lesion_overlap(rows))}")
     print(f"split (seed {a.seed}) -> {out} (settings in {out.with_suffix('.json')})")
 
@@ -203,6 +209,8 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dedup", action="store_true", help="merge perceptual-hash near-duplicates first")
     p.add_argument("--dedup-distance", type=int, default=6, help="max pHash Hamming distance")
+    p.add_argument("--max-group-size", type=int, default=20,
+                   help="stop when merging near-duplicates makes a group of more images than this (default 20)")
     p.set_defaults(fn=_cmd_split)
 
     p = data.add_parser("pack", help="preprocess a split into HDF5 shards")

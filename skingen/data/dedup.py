@@ -18,15 +18,18 @@ def phash(rgb: np.ndarray) -> np.uint64:
     return np.uint64(int("".join("1" if b else "0" for b in bits), 2))
 
 
-def hash_files(paths: list[str]) -> np.ndarray:
-    """pHash of every file (unreadable files get a hash no other file is near, all-ones)."""
-    out = np.empty(len(paths), np.uint64)
+def hash_files(paths: list[str]) -> tuple[np.ndarray, dict[int, str]]:
+    """pHashes of the readable files, in order, and index -> reason for each unreadable one.
+
+    Unreadable files get no hash at all (a shared placeholder would make them near-duplicates of
+    each other); callers quarantine them before searching pairs."""
+    hashes, bad = [], {}
     for i, p in enumerate(tqdm(paths, desc="perceptual hashes", unit="img", disable=None)):
         try:
-            out[i] = phash(load_rgb(p))
-        except BadImage:
-            out[i] = np.uint64(2**64 - 1)
-    return out
+            hashes.append(phash(load_rgb(p)))
+        except BadImage as exc:
+            bad[i] = str(exc)
+    return np.array(hashes, dtype=np.uint64), bad
 
 
 def near_pairs(hashes: np.ndarray, max_distance: int = 6, block: int = 2048) -> list[tuple[int, int, int]]:

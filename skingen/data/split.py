@@ -12,7 +12,8 @@ import numpy as np
 from ..atomic import write_csv, write_json
 from ..errors import UserError
 from .classes import CLASS_INDEX, CLASS_NAMES
-from .dedup import hash_files, near_pairs
+from .groups import PAIR_COLUMNS, check_group_sizes, group_rows, size_report
+from .ingest import QUARANTINE_COLUMNS
 from .tables import read_table
 
 SPLITS = ("train", "val", "test")
@@ -21,13 +22,15 @@ SPLIT_COLUMNS = ("image_id", "lesion_id", "label", "split", "group_id", "source"
 
 @dataclass(frozen=True)
 class SplitConfig:
-    """Fractions of lesion groups per class for val and test, the seed, and dedup options."""
+    """Fractions of lesion groups per class for val and test, the seed, and dedup options (the pHash
+    distance, and the most images a group of merged lesions may hold before the split stops)."""
 
     val: float = 0.15
     test: float = 0.15
     seed: int = 0
     dedup: bool = False
     dedup_distance: int = 6
+    max_group_size: int = 20
 
 
 def read_manifest(path: Path) -> list[dict]:
@@ -44,40 +47,6 @@ def read_manifest(path: Path) -> list[dict]:
             raise UserError(f"{path} line {i}: image id {row['image_id']} appears twice; re-run 'skingen data ingest'")
         seen.add(row["image_id"])
     return rows
-
-
-class _UnionFind:
-    def __init__(self) -> None:
-        self.parent: dict[str, str] = {}
-
-    def find(self, x: str) -> str:
-        self.parent.setdefault(x, x)
-        while self.parent[x] != x:
-            self.parent[x] = self.parent[self.parent[x]]
-            x = self.parent[x]
-        return x
-
-    def union(self, a: str, b: str) -> None:
-        ra, rb = self.find(a), self.find(b)
-        if ra != rb:
-            self.parent[max(ra, rb)] = min(ra, rb)
-
-
-def group_rows(rows: list[dict], cfg: SplitConfig) -> tuple[dict[str, str], list[dict]]:
-    """image_id -> group id (lesion, merged with near-duplicates when asked); and the merged pairs."""
-    uf = _UnionFind()
-    for row in rows:
-        uf.find(row["lesion_id"])
-    merged = []
-    if cfg.dedup:
-        hashes = hash_files([r["path"] for r in rows])
-        for i, j, d in near_pairs(hashes, cfg.dedup_distance):
-            a, b = rows[i], rows[j]
-            if uf.find(a["lesion_id"]) != uf.find(b["lesion_id"]):
-                merged.append({"image_a": a["image_id"], "lesion_a": a["lesion_id"], "image_b": b["image_id"],
-                               "lesion_b": b["lesion_id"], "hamming": d})
-            uf.union(a["lesion_id"], b["lesion_id"])
-    return {r["image_id"]: uf.find(r["lesion_id"]) for r in rows}, merged
 
 
 def assign_groups(rows: list[dict], groups: dict[str, str], cfg: SplitConfig, source: Path) -> dict[str, str]:
@@ -105,23 +74,30 @@ def assign_groups(rows: list[dict], groups: dict[str, str], cfg: SplitConfig, so
 
 
 def make_split(manifest: str | os.PathLike, out: str | os.PathLike, cfg: SplitConfig) -> tuple[Path, list[dict]]:
-    """Split a manifest by lesion group; write split.csv, split.json and (with dedup) the merged pairs."""
+    """Split a manifest by lesion group; write split.csv, split.json and (with dedup) the merged pairs
+    and the quarantine of files that could not be hashed."""
     manifest, out = Path(manifest), Path(out)
     if not (0 <= cfg.val < 1 and 0 <= cfg.test < 1 and cfg.val + cfg.test < 1):
         raise UserError(f"--val {cfg.val} and --test {cfg.test} must be in [0, 1) and sum to less than 1")
-    rows = read_manifest(manifest)
-    groups, merged = group_rows(rows, cfg)
+    if cfg.max_group_size < 2:
+        raise UserError(f"--max-group-size {cfg.max_group_size} must be at least 2")
+    grouped = group_rows(read_manifest(manifest), cfg.dedup, cfg.dedup_distance)
+    if cfg.dedup:
+        pairs_file = out.with_name(out.stem + "_dedup_pairs.csv")
+        write_csv(pairs_file, PAIR_COLUMNS, grouped.merged)
+        write_csv(out.with_name(out.stem + "_quarantine.csv"), QUARANTINE_COLUMNS, grouped.quarantine)
+        check_group_sizes(grouped, cfg.max_group_size, manifest, pairs_file)
+    rows, groups = grouped.rows, grouped.of
     assignment = assign_groups(rows, groups, cfg, manifest)
     out_rows = [{**r, "split": assignment[groups[r["image_id"]]], "group_id": groups[r["image_id"]]} for r in rows]
     write_csv(out, SPLIT_COLUMNS, out_rows)
-    if cfg.dedup:
-        write_csv(out.with_name(out.stem + "_dedup_pairs.csv"),
-                  ("image_a", "lesion_a", "image_b", "lesion_b", "hamming"), merged)
     write_json(out.with_suffix(".json"), {
         "seed": cfg.seed, "val": cfg.val, "test": cfg.test, "dedup": cfg.dedup,
-        "dedup_distance": cfg.dedup_distance, "merged_pairs": len(merged),
+        "dedup_distance": cfg.dedup_distance, "max_group_size": cfg.max_group_size,
+        "merged_pairs": len(grouped.merged), "quarantined": len(grouped.quarantine),
         "manifest": str(manifest.resolve()), "manifest_sha256": hashlib.sha256(manifest.read_bytes()).hexdigest(),
         "counts": {s: dict(Counter(r["label"] for r in out_rows if r["split"] == s)) for s in SPLITS},
+        **size_report(grouped),
     })
     return out, out_rows
 

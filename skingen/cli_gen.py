@@ -94,9 +94,14 @@ def _cmd_gen_metrics(a: argparse.Namespace) -> None:
     cfg = from_dict(GenMetricsConfig, {**data, **overrides(a, ("extractor", "n_boot", "seed"))},
                     f"{a.config or 'options'} [gen_metrics]")
     r = evaluate_synthetic(a.synthetic, a.real, a.out, cfg, a.features, a.assets)
-    print(f"{r['label']}: FID {r['fid']:.3f} [{r['fid_ci'][0]:.3f}, {r['fid_ci'][1]:.3f}] (real floor "
-          f"{r['fid_floor']:.3f}), KID {r['kid']:.5f} ± {r['kid_std']:.5f}, P {r['precision']:.3f} R {r['recall']:.3f}, "
-          f"memorised {r['memorised_fraction']:.3f}; n_real {r['n_real']} n_fake {r['n_fake']} -> {a.out}/metrics.json")
+    base = r["memorised_baseline"]
+    print(f"{r['label']} vs test reals at matched N={r['n_matched']} ({r['matched_repeats']} rounds): FID "
+          f"{r['fid']:.3f} ± {r['fid_sd']:.3f} [{r['fid_ci'][0]:.3f}, {r['fid_ci'][1]:.3f}] (real floor "
+          f"{r['fid_floor']:.3f} ± {r['fid_floor_sd']:.3f}), KID {r['kid']:.5f} ± {r['kid_std']:.5f}, "
+          f"P {r['precision']:.3f} R {r['recall']:.3f}, memorised {r['memorised_fraction']:.3f} "
+          f"[{r['memorised_ci'][0]:.3f}, {r['memorised_ci'][1]:.3f}]"
+          + (f" (held-out reals at n={base['n']}: {base['real']['mean']:.3f})" if base else "")
+          + f"; n_real {r['n_real']} n_test {r['n_test']} n_fake {r['n_fake']} -> {a.out}/metrics.json")
 
 
 def _cmd_gen_tsne(a: argparse.Namespace) -> None:

@@ -13,12 +13,16 @@ from skingen.data.classes import CLASS_INDEX
 from skingen.data.shards import ShardReader, ShardWriter
 from skingen.errors import UserError
 from skingen.metrics import generative as gm
+from skingen.metrics import matched as mt
 from skingen.metrics.extractors import load_extractor
 from skingen.metrics.feature_space import tsne_figure
 from skingen.metrics.features import ImageSet, extract_features
+from skingen.metrics.gen_eval import GenMetricsConfig, matched_metrics
 
-REQUIRED = {"fid", "fid_ci", "kid", "kid_std", "is_mean", "is_std", "precision", "recall", "memorised_fraction",
-            "n_real", "n_fake", "extractor", "extractor_sha256", "implementation", "fid_floor"}
+REQUIRED = {"fid", "fid_ci", "fid_sd", "fid_ci_method", "kid", "kid_std", "kid_subset_size", "is_mean", "is_std",
+            "precision", "recall", "memorised_fraction", "memorised_ci", "memorised_baseline", "n_real", "n_fake",
+            "n_test", "n_matched", "matched_repeats", "extractor", "extractor_sha256", "implementation", "fid_floor",
+            "fid_floor_sd", "fid_floor_ci", "fid_minus_floor", "fid_minus_floor_ci", "full_n"}
 
 
 def _blobs(rng: np.random.Generator, n: int, size: int, shift: int) -> list[np.ndarray]:
@@ -144,12 +148,76 @@ def test_memorisation_flags_copies_not_fresh_samples():
     assert 0.3 < honest["closer_to_train_fraction"] < 0.9  # train has twice the images of test
 
 
-def test_fid_bootstrap_interval_covers_the_estimate():
-    rng = np.random.default_rng(4)
-    real, fake = rng.normal(size=(300, 8)), rng.normal(0.3, 1, size=(300, 8))
-    lo, hi = gm.fid_bootstrap(real, fake, n_boot=50, seed=0)
-    assert lo < gm.fid(real, fake) < hi
-    assert (lo, hi) == gm.fid_bootstrap(real, fake, n_boot=50, seed=0)
+FAST = GenMetricsConfig(n_boot=30, kid_subsets=5)
+
+
+def _gaussians(seed: int, n_train=300, n_test=40, n_fake=1500, d=8, shift=0.0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n_train, d)), rng.normal(size=(n_test, d)), rng.normal(shift, 1, size=(n_fake, d))
+
+
+def test_a_perfect_generator_scores_about_the_floor_at_matched_n():
+    train, test, fake = _gaussians(0)  # fakes from the real distribution, 1500 of them against 40 test reals
+    m = matched_metrics(train, test, fake, FAST)
+    assert m["n_matched"] == 40 and m["matched_repeats"] == 10 and m["kid_subset_size"] <= 40
+    assert 0.75 < m["fid"] / m["fid_floor"] < 1.35  # not far below the floor, as the unmatched comparison was
+    assert m["fid_minus_floor_ci"][0] < 0 < m["fid_minus_floor_ci"][1]
+    assert abs(m["precision"] - m["precision_floor"]) < 0.15 and abs(m["recall"] - m["recall_floor"]) < 0.15
+    worse = matched_metrics(train, test, _gaussians(0, shift=1.0)[2], FAST)
+    assert worse["fid_minus_floor_ci"][0] > 0 and worse["kid"] > m["kid"]
+
+
+def test_fid_intervals_contain_their_estimate_and_say_how_they_were_made():
+    for seed in range(2):
+        m = matched_metrics(*_gaussians(seed, n_test=25, shift=0.3), FAST)
+        for key in ("fid", "fid_floor", "fid_minus_floor"):
+            lo, hi = m[f"{key}_ci"]
+            assert lo <= m[key] <= hi and lo < hi
+        assert m["fid_range"][0] <= m["fid"] <= m["fid_range"][1] and m["fid_sd"] > 0
+    assert "bootstrap at matched N" in m["fid_ci_method"] and "shifted" in m["fid_ci_method"]
+    boot = np.array([5.0, 6.0, 7.0, 8.0])  # every replicate above the estimate, as FID's upward bias makes them
+    lo, hi = mt.shifted_interval(3.0, boot)
+    assert lo <= 3.0 <= hi and hi - lo == pytest.approx(np.quantile(boot, 0.975) - np.quantile(boot, 0.025))
+
+
+def test_repeat_summary_matches_numpy():
+    values = [3.0, 1.0, 4.0, 1.0, 5.0, 9.0, 2.0, 6.0, 5.0, 3.0]
+    s = mt.summary(values)
+    assert s["mean"] == pytest.approx(3.9) and s["sd"] == pytest.approx(np.std(values, ddof=1))
+    assert s["range"] == pytest.approx(list(np.quantile(values, [0.025, 0.975]))) and s["repeats"] == 10
+
+
+def test_fid_difference_interval_has_the_sign_of_a_clearly_worse_generator():
+    _, test, good = _gaussians(1)
+    worse = _gaussians(2, shift=1.0)[2]
+    d = mt.fid_difference(test, worse, good, repeats=10, n_boot=30)
+    assert d["n"] == 40 and d["ci"][0] > 0 and d["ci"][0] <= d["estimate"] <= d["ci"][1]
+    flipped = mt.fid_difference(test, good, worse, repeats=10, n_boot=30)
+    assert flipped["ci"][1] < 0
+    twin = mt.fid_difference(test, good, _gaussians(3)[2], repeats=10, n_boot=30)
+    assert twin["ci"][0] < 0 < twin["ci"][1]  # two draws of one distribution: no difference claimed
+
+
+def test_memorisation_has_an_interval_and_a_matched_size_real_baseline():
+    rng = np.random.default_rng(3)
+    train, test = rng.normal(size=(200, 16)), rng.normal(size=(60, 16))
+    d_test = gm.nearest(test, train)[0]
+    copies = gm.nearest(train[:50] + rng.normal(0, 1e-3, (50, 16)), train)[0]
+    honest = gm.nearest(rng.normal(size=(400, 16)), train)[0]
+    copied = mt.memorised_baseline(copies, d_test, 0.05, 10)
+    assert mt.memorised_interval(copies, d_test, 0.05, 50) == [1.0, 1.0] and copied["fake"]["mean"] == 1.0
+    assert copied["n"] == 30 and copied["real"]["mean"] < 0.25  # held-out reals: about the quantile
+    fresh = mt.memorised_baseline(honest, d_test, 0.05, 10)
+    lo, hi = mt.memorised_interval(honest, d_test, 0.05, 100)
+    estimate = float((honest < np.quantile(d_test, 0.05)).mean())
+    assert lo <= estimate <= hi < 0.3 and lo < fresh["real"]["mean"] + 0.1
+    assert abs(fresh["fake"]["mean"] - fresh["real"]["mean"]) < 0.15
+    assert mt.memorised_baseline(honest, d_test[:1], 0.05, 10) is None  # one test real cannot be split
+
+
+def test_matched_repeats_below_ten_are_refused():
+    with pytest.raises(UserError, match="matched_repeats = 5; PROTOCOL rule 8 asks for >= 10"):
+        GenMetricsConfig(matched_repeats=5)
 
 
 def test_bad_metric_input_names_the_problem():
@@ -213,8 +281,14 @@ def test_gen_metrics_cli_scores_a_synthetic_shard(phantom_shards, tmp_path, cli)
     assert REQUIRED <= set(noisy_m)
     n_train_nv = int((ShardReader(phantom_shards / "train.h5").labels == CLASS_INDEX["NV"]).sum())
     assert noisy_m["n_real"] == n_train_nv and noisy_m["n_fake"] == 24 and noisy_m["extractor"] == "tiny"
-    assert 0 < noisy_m["fid_ci"][0] < noisy_m["fid_ci"][1]  # percentile interval; FID's small-N bias can lift it
-    assert noisy_m["fid_floor"] > 0 and noisy_m["kid_subset_size"] <= min(noisy_m["n_real"], 24)
+    n_test_nv = int((ShardReader(phantom_shards / "test.h5").labels == CLASS_INDEX["NV"]).sum())
+    assert noisy_m["n_test"] == n_test_nv and noisy_m["n_matched"] == min(n_train_nv, n_test_nv, 24)
+    assert noisy_m["fid_ci"][0] <= noisy_m["fid"] <= noisy_m["fid_ci"][1]  # the interval contains its estimate
+    assert noisy_m["fid_floor"] > 0 and noisy_m["kid_subset_size"] <= noisy_m["n_matched"]
+    assert noisy_m["full_n"]["n_real"] == n_train_nv and noisy_m["full_n"]["fid"] > 0
+    base = noisy_m["memorised_baseline"]
+    assert base["n"] == min(n_test_nv // 2, 24) and 0 <= base["real"]["mean"] <= 1
+    assert copy_m["memorised_ci"][0] == 1.0
     assert copy_m["memorised_fraction"] == 1.0 and noisy_m["memorised_fraction"] < 0.5
     assert copy_m["fid"] < noisy_m["fid"]
     assert Image.open(tmp_path / "noisy" / "closest_pairs.png").size == (4 * 2 * 32, 4 * 32)

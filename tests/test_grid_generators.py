@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -122,6 +123,7 @@ def test_generator_study_runs_end_to_end(tmp_path):
         assert syn.attrs["trained_on_pipeline"] == "basic"
         metrics = json.loads((of["gen_metrics", gen] / "metrics.json").read_text())
         assert metrics["n_fake"] == n_mel == metrics["n_real"] and metrics["extractor"] == "tiny"
+        assert metrics["fid_ci"][0] <= metrics["fid"] <= metrics["fid_ci"][1] and metrics["matched_repeats"] >= 10
         assert not list((of["gen_metrics", gen] / "features").glob("train_*.h5"))  # reals read from the features cell
     real = of["features", None]
     assert sorted(p.name for p in real.glob("*.h5")) == ["test_MEL.h5", "train_MEL.h5"]
@@ -138,8 +140,13 @@ def test_generator_study_runs_end_to_end(tmp_path):
     assert composition["synthetic_provenance"]["generator"] == "stylegan2_ada"
     report = out / "report"
     gen_rows = read_rows(report / "tables" / "generative_metrics.csv")
-    assert [r["Generator"] for r in gen_rows] == ["ddpm", "stylegan2_ada"]
-    assert gen_rows[0]["N real / fake"] == f"{n_mel} / {n_mel}"
+    assert [r["Generator"] for r in gen_rows] == ["ddpm", "stylegan2_ada", "ddpm − stylegan2_ada"]
+    n_test = int((ShardReader(pack / "test.h5").labels == CLASS_INDEX["MEL"]).sum())
+    assert gen_rows[0]["N train / test / fake"] == f"{n_mel} / {n_test} / {n_mel}"
+    assert gen_rows[0]["N (matched)"] == gen_rows[2]["N (matched)"] == str(min(n_mel, n_test))
+    diff = re.fullmatch(r"(-?[\d.]+) ± [\d.]+ \[(-?[\d.]+), (-?[\d.]+)\]", gen_rows[2]["FID ± sd [95 % CI]"])
+    assert diff and float(diff[2]) <= float(diff[1]) <= float(diff[3])  # the interval contains its estimate
+    assert f"(n = {n_test // 2})" in gen_rows[0]["Held-out reals, same n"]  # the matched-size real baseline
     arms = {r["Arm"] for r in read_rows(report / "tables" / "classifier_global.csv")}
     assert arms == {"real", "synthetic_ddpm", "synthetic_stylegan2_ada"}
     effects = {(r["Factor"], r["Metric"]): r for r in read_rows(report / "tables" / "factor_effects.csv")}

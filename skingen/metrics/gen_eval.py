@@ -1,9 +1,11 @@
 """Score one synthetic shard against the real train and test images of its class -> ``metrics.json``.
 
-Every metric reads the same cached features (one pass per image set). FID, KID, IS and
-precision/recall compare the fakes with the train reals the generator learned from; the real-vs-real
-floor compares train with test reals of the same class and pipeline (PROTOCOL rule 8); memorisation
-measures fakes against both (rule 5) and draws the 16 closest fake/train pairs.
+Every metric reads the same cached features (one pass per image set). The headline FID, KID and
+precision/recall compare the fakes with the held-out test reals at matched N, beside the real-vs-real
+floor (train vs test reals) at the same N (PROTOCOL rule 8, ``matched.py``); the full-N numbers against
+the train reals the generator learned from are kept under ``full_n``. Memorisation measures fakes
+against train and test reals (rule 5), with an interval and a matched-size real baseline, and draws the
+16 closest fake/train pairs.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from ..atomic import atomic_path, write_json
 from ..data.shards import ShardReader
 from ..errors import UserError
 from . import generative as gm
+from . import matched as mt
 from .extractors import load_extractor
 from .features import Features, ImageSet, extract_features
 
@@ -33,6 +36,7 @@ class GenMetricsConfig:
 
     extractor: str = "inception"
     n_boot: int = 100
+    matched_repeats: int = 10
     kid_subsets: int = 100
     kid_subset_size: int = 1000
     is_splits: int = 10
@@ -40,6 +44,12 @@ class GenMetricsConfig:
     memorisation_quantile: float = 0.05
     seed: int = 0
     batch_size: int = 64
+
+    def __post_init__(self):
+        if self.matched_repeats < 10:
+            raise UserError(f"gen metrics: matched_repeats = {self.matched_repeats}; PROTOCOL rule 8 asks for >= 10")
+        if self.n_boot < 10:
+            raise UserError(f"gen metrics: n_boot = {self.n_boot}; use at least 10 (100 or more for a report)")
 
 
 def _synthetic_label(reader: ShardReader, path: Path) -> str:
@@ -80,6 +90,56 @@ def real_features(real_shards: str | os.PathLike, label: str, extractor, cache: 
                                   batch_size) for split in ("train", "test"))
 
 
+def matched_metrics(train: np.ndarray, test: np.ndarray, fake: np.ndarray, cfg: GenMetricsConfig) -> dict:
+    """The generator (fakes vs test reals) and the floor (train vs test reals) at N = min of the three sets:
+    mean ± sd over ``cfg.matched_repeats`` subsample rounds, and FID's shifted joint-bootstrap interval."""
+    n = min(len(train), len(test), len(fake))
+    sets = {"": fake, "_floor": train}
+    reps = mt.matched_repeats(test, sets, n, cfg.matched_repeats, cfg.seed, cfg.kid_subsets, cfg.kid_subset_size,
+                              cfg.pr_k)
+    boot = mt.fid_bootstrap(test, sets, n, cfg.n_boot, cfg.seed + 1)
+    out = {"reference": "test", "n_matched": n, "matched_repeats": cfg.matched_repeats,
+           "kid_subset_size": min(cfg.kid_subset_size, n),
+           "fid_ci_method": mt.FID_CI_METHOD.format(n_boot=cfg.n_boot) + f"; ± sd over {cfg.matched_repeats} "
+                            "subsample rounds at N"}
+    for suffix in sets:
+        for metric, values in reps[suffix].items():
+            s = mt.summary(values)
+            key = "kid_std" if metric == "kid" and not suffix else f"{metric}{suffix}_sd"
+            out.update({f"{metric}{suffix}": s["mean"], key: s["sd"], f"{metric}{suffix}_range": s["range"]})
+        out[f"fid{suffix}_ci"] = mt.shifted_interval(out[f"fid{suffix}"], boot[suffix])
+    diff = np.asarray(reps[""]["fid"]) - np.asarray(reps["_floor"]["fid"])
+    out["fid_minus_floor"] = float(diff.mean())
+    out["fid_minus_floor_ci"] = mt.shifted_interval(out["fid_minus_floor"], boot[""] - boot["_floor"])
+    return out
+
+
+def full_n_metrics(grams: gm.Grams, cfg: GenMetricsConfig) -> dict:
+    """FID, KID and precision/recall of all fakes against all train reals (no interval; N differs per set)."""
+    kid_mean, kid_std, kid_m = gm.kid(grams, cfg.kid_subsets, cfg.kid_subset_size, cfg.seed)
+    precision, recall = gm.precision_recall(grams, cfg.pr_k)
+    x, y = grams.x.double().cpu().numpy(), grams.y.double().cpu().numpy()
+    return {"reference": "train", "n_real": len(x), "n_fake": len(y), "fid": gm.fid(x, y), "kid": kid_mean,
+            "kid_std": kid_std, "kid_subset_size": kid_m, "precision": precision, "recall": recall}
+
+
+def memorisation_metrics(grams: gm.Grams, fake: np.ndarray, train: np.ndarray, test: np.ndarray,
+                         cfg: GenMetricsConfig) -> dict:
+    """Rule 5's memorised fraction with its bootstrap interval and the matched-size real baseline."""
+    out = gm.memorisation(fake, train, test, cfg.memorisation_quantile, grams)
+    d_fake = grams.fake_to_real_nearest()[0]
+    d_test, _ = gm.nearest(test, train)
+    out["memorised_ci"] = mt.memorised_interval(d_fake, d_test, cfg.memorisation_quantile, cfg.n_boot, cfg.seed)
+    out["memorised_ci_method"] = (f"percentile bootstrap ({cfg.n_boot}x; fakes and the test reals that set the "
+                                  "threshold redrawn with replacement)")
+    out["memorised_baseline"] = mt.memorised_baseline(d_fake, d_test, cfg.memorisation_quantile,
+                                                      cfg.matched_repeats, cfg.seed)
+    out["memorised_baseline_method"] = (f"{cfg.matched_repeats} rounds: half the test reals set the threshold; "
+                                        "'real' is the fraction of the other half under it (an honest generator's "
+                                        "score at that size), 'fake' the fraction of as many fakes")
+    return out
+
+
 def evaluate_synthetic(fake_shard: str | os.PathLike, real_shards: str | os.PathLike, out: str | os.PathLike,
                        cfg: GenMetricsConfig, features_dir: str | os.PathLike | None = None,
                        assets: str | os.PathLike | None = None) -> dict:
@@ -91,22 +151,20 @@ def evaluate_synthetic(fake_shard: str | os.PathLike, real_shards: str | os.Path
     log.info("scoring %s (%s) against %s with %s; outputs in %s", fake_shard, label, real_shards, extractor.name, out)
     fake = extract_features(ImageSet(fake_shard), extractor, out / "features" / "synthetic.h5", cfg.batch_size)
     train, test = real_features(real_shards, label, extractor, cache, cfg.batch_size)
+    for name, s in (("train", train), ("test", test), ("synthetic", fake)):
+        if len(s) < cfg.pr_k + 1:
+            raise UserError(f"{name} set of class {label} has {len(s)} images; matched-N metrics need at least "
+                            f"{cfg.pr_k + 1}")
     grams = gm.Grams(train.features, fake.features)
-    kid_mean, kid_std, kid_m = gm.kid(grams, cfg.kid_subsets, cfg.kid_subset_size, cfg.seed)
-    precision, recall = gm.precision_recall(grams, cfg.pr_k)
     result = {
-        "label": label, "reference": "train", "n_real": len(train), "n_fake": len(fake), "n_test": len(test),
-        "fid": gm.fid(train.features, fake.features),
-        "fid_ci": list(gm.fid_bootstrap(train.features, fake.features, cfg.n_boot, cfg.seed)),
-        "fid_ci_method": f"percentile bootstrap ({cfg.n_boot}x, both sets resampled); FID is biased upward at "
-                         "small N, so the interval can lie above the point estimate",
-        "fid_floor": gm.fid(train.features, test.features),
-        "kid": kid_mean, "kid_std": kid_std, "kid_subset_size": kid_m,
-        "precision": precision, "recall": recall,
-        **gm.memorisation(fake.features, train.features, test.features, cfg.memorisation_quantile, grams),
+        "label": label, "n_real": len(train), "n_fake": len(fake), "n_test": len(test),
+        **matched_metrics(train.features, test.features, fake.features, cfg),
+        "full_n": full_n_metrics(grams, cfg),
+        **memorisation_metrics(grams, fake.features, train.features, test.features, cfg),
         "extractor": extractor.name, "extractor_sha256": extractor.weights_sha256,
-        "implementation": f"skingen {__version__} metrics.generative on torch {torch.__version__} (FID = "
-                          f"clean-fid's Fréchet distance, checked against clean-fid); features: {extractor.implementation}",
+        "implementation": f"skingen {__version__} metrics.generative + metrics.matched on torch {torch.__version__} "
+                          f"(FID = clean-fid's Fréchet distance, checked against clean-fid); features: "
+                          f"{extractor.implementation}",
         "config": asdict(cfg), "fake_shard": str(fake_shard), "real_shards": str(real_shards),
     }
     result["is_splits"] = min(cfg.is_splits, len(fake))  # fewer splits for a small synthetic set, recorded
@@ -117,6 +175,7 @@ def evaluate_synthetic(fake_shard: str | os.PathLike, real_shards: str | os.Path
     closest_pairs_png(fake, train, grams.fake_to_real_nearest(), fake_shard, real_shards / "train.h5",
                       out / "closest_pairs.png")
     write_json(out / "metrics.json", result)
-    log.info("FID %.3f [%.3f, %.3f] (floor %.3f), KID %.5f, memorised %.3f -> %s", result["fid"], *result["fid_ci"],
-             result["fid_floor"], kid_mean, result["memorised_fraction"], out / "metrics.json")
+    log.info("FID %.3f [%.3f, %.3f] at N=%d (floor %.3f), KID %.5f, memorised %.3f -> %s", result["fid"],
+             *result["fid_ci"], result["n_matched"], result["fid_floor"], result["kid"], result["memorised_fraction"],
+             out / "metrics.json")
     return result

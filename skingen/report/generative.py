@@ -2,34 +2,97 @@
 from __future__ import annotations
 
 import json
+from itertools import combinations
 from pathlib import Path
 
 from ..data.classes import CLASS_INDEX
 from ..data.shards import ShardReader
+from ..errors import UserError
+from ..metrics.features import load_cached_features
+from ..metrics.matched import fid_difference
 from .collect import Results
 from .tables import Table, fmt
 
-GEN_HEADER = ["Pipeline", "Generator", "FID [95 % CI]", "Real floor FID", "KID (± sd)", "IS (± sd)", "Precision",
-              "Recall", "Memorised", "N real / fake", "Extractor"]
+GEN_HEADER = ["Pipeline", "Generator", "N (matched)", "FID ± sd [95 % CI]", "Real floor FID ± sd [95 % CI]",
+              "FID − floor [95 % CI]", "KID ± sd", "Precision ± sd", "Recall ± sd", "Floor KID / P / R", "IS (± sd)",
+              "Memorised [95 % CI]", "Held-out reals, same n", "FID full N vs train", "N train / test / fake",
+              "Extractor"]
+
+GEN_NOTE = (
+    "Matched N: FID, KID, precision and recall compare N images per set, N = the smallest of the train reals, "
+    "test reals and fakes. Each generator's fakes are scored against the test reals and the real floor is train vs "
+    "test reals at the same N, so a generator that draws from the real distribution scores about the floor. "
+    "'± sd' is over {repeats} subsample rounds; FID's 95 % CI is a joint bootstrap at N (test reals and the compared "
+    "set redrawn with replacement, {n_boot} replicates), its percentile interval shifted by the bootstrap's mean bias "
+    "so that it is centred on the estimate. Rows 'A − B' give the FID difference of two generators of a pipeline "
+    "against the same test reals (paired rounds; joint bootstrap, the same shift). Memorised: fraction of fakes "
+    "closer to a train image than the {q:g} quantile of test-to-train distances, 95 % percentile bootstrap over fakes "
+    "and threshold; held-out reals: the same fraction for half of the test reals with the other half setting the "
+    "threshold, against as many fakes (mean [range over rounds], n images) — what an honest generator scores. "
+    "Full-N FID: all fakes vs all train reals (unequal N; not comparable with the floor). "
+    "A 'tiny' extractor is a test stand-in: its numbers are not comparable to Inception FID.")
+
+
+def _pm(mean, sd, ci=None, digits: int = 3) -> str:
+    text = f"{mean:.{digits}f} ± {sd:.{digits}f}"
+    return text + (f" [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]" if ci else "")
+
+
+def _generator_row(pipe: str, gen: str, m: dict) -> list[str]:
+    """One generator's matched-N row (PROTOCOL rule 8: implementation, extractor, N)."""
+    full, base = m["full_n"], m.get("memorised_baseline")
+    floor_kpr = f"{m['kid_floor']:.4f} / {m['precision_floor']:.3f} / {m['recall_floor']:.3f}"
+    is_text = "—" if m.get("is_mean") is None else f"{m['is_mean']:.2f} ± {m['is_std']:.2f}"
+    held_out = "—" if base is None else (f"{fmt(base['real']['mean'], *base['real']['range'])} vs fakes "
+                                         f"{base['fake']['mean']:.3f} (n = {base['n']})")
+    return [pipe, gen, str(m["n_matched"]), _pm(m["fid"], m["fid_sd"], m["fid_ci"]),
+            _pm(m["fid_floor"], m["fid_floor_sd"], m["fid_floor_ci"]), fmt(m["fid_minus_floor"], *m["fid_minus_floor_ci"]),
+            _pm(m["kid"], m["kid_std"], digits=4), _pm(m["precision"], m["precision_sd"]),
+            _pm(m["recall"], m["recall_sd"]), floor_kpr, is_text, fmt(m["memorised_fraction"], *m["memorised_ci"]),
+            held_out, f"{full['fid']:.3f}", f"{m['n_real']} / {m['n_test']} / {m['n_fake']}",
+            f"{m['extractor']} ({m['extractor_sha256'][:12]})"]
+
+
+def _difference_row(res: Results, pipe: str, a: tuple, b: tuple) -> list[str]:
+    """FID(a) − FID(b) against the pipeline's test reals at matched N, from the cached features."""
+    (cell_a, gen_a, m_a), (cell_b, gen_b, m_b) = a, b
+    row = [pipe, f"{gen_a} − {gen_b}"] + ["—"] * (len(GEN_HEADER) - 2)
+    try:
+        test = load_cached_features(res.folder(res.by_key(cell_a.deps["features"])) / f"test_{m_a['label']}.h5",
+                                    m_a["extractor"])
+        fakes = [load_cached_features(res.folder(c) / "features" / "synthetic.h5", m_a["extractor"])
+                 for c in (cell_a, cell_b)]
+    except (UserError, StopIteration, KeyError) as exc:
+        row[3] = f"missing: {exc}"
+        return row
+    d = fid_difference(test, *fakes, m_a["matched_repeats"], m_a["config"]["n_boot"], m_a["config"]["seed"],
+                       n=min(m_a["n_matched"], m_b["n_matched"]))
+    row[2], row[3] = str(d["n"]), _pm(d["estimate"], d["sd"], d["ci"])
+    return row
 
 
 def gen_metrics_table(res: Results) -> tuple[Table, list[list[str]]]:
-    """One row per generator cell (PROTOCOL rule 8: implementation, extractor, N), and rows for missing ones."""
-    body, missing = [], []
+    """One matched-N row per generator cell, one FID-difference row per pair of generators of a pipeline, and
+    rows for missing cells."""
+    body, missing, done = [], [], {}
     for cell in res.of_stage("gen_metrics"):
         pipe, gen = cell.config["pipeline"], cell.config["generator"]
         if res.states[cell.key] != "done":
             missing.append([pipe, f"generator {gen}", "—", "—", f"generative metrics {res.reason(cell)}"])
             continue
         m = json.loads((res.folder(cell) / "metrics.json").read_text())
-        kid = f"{m['kid']:.4f} ± {m['kid_std']:.4f}"
-        is_text = "—" if m.get("is_mean") is None else f"{m['is_mean']:.2f} ± {m['is_std']:.2f}"
-        body.append([pipe, gen, fmt(m["fid"], *m["fid_ci"]), fmt(m["fid_floor"]), kid, is_text, fmt(m["precision"]),
-                     fmt(m["recall"]), f"{m['memorised_fraction']:.3f} (expected ≈ {m['memorisation_quantile']:g})",
-                     f"{m['n_real']} / {m['n_fake']}", f"{m['extractor']} ({m['extractor_sha256'][:12]})"])
-    note = ("FID/KID/PR against the train reals of the target class; the floor is train vs test reals. "
-            "A 'tiny' extractor is a test stand-in: its numbers are not comparable to Inception FID.")
-    return Table("generative_metrics", "Generative metrics (synthetic vs real train images)", GEN_HEADER, body, note), missing
+        body.append(_generator_row(pipe, gen, m))
+        group = json.dumps({k: v for k, v in cell.config.items() if k != "generator"}, sort_keys=True)
+        done.setdefault(group, []).append((cell, gen, m))
+    for group in done.values():
+        pipe = group[0][0].config["pipeline"]
+        body += [_difference_row(res, pipe, a, b) for a, b in combinations(group, 2)]
+    cfg = next(iter(done.values()))[0][2] if done else {"matched_repeats": 10, "config": {"n_boot": 100},
+                                                         "memorisation_quantile": 0.05}
+    note = GEN_NOTE.format(repeats=cfg["matched_repeats"], n_boot=cfg["config"]["n_boot"],
+                           q=cfg["memorisation_quantile"])
+    return Table("generative_metrics", "Generative metrics at matched N (synthetic and train reals vs test reals)",
+                 GEN_HEADER, body, note), missing
 
 
 def tsne_figures(res: Results) -> list[tuple[str, Path | None, str]]:

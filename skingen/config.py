@@ -42,7 +42,10 @@ def from_dict(cls: type[T], data: dict, where: str) -> T:
         raise UserError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(fields)}")
     hints = typing.get_type_hints(cls)
     kwargs = {k: _check_type(v, hints[k], f"{where}.{k}") for k, v in data.items()}
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except UserError as exc:  # the class's own checks (__post_init__): say where
+        raise UserError(f"{where}: {exc}") from None
 
 
 def load_toml(path: str | Path) -> dict:

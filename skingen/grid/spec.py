@@ -5,17 +5,13 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..classify.arms import ARMS
-from ..classify.models import MODELS
 from ..classify.train import TrainConfig
 from ..config import from_dict, load_toml
 from ..data.split import SplitConfig
 from ..errors import UserError
 from ..generators.ddpm import DDPMConfig
 from ..generators.stylegan2.train import StyleGAN2Config
-from ..generators.registry import GENERATORS
 from ..metrics.gen_eval import GenMetricsConfig
-from ..preprocess.registry import PRESETS
 
 
 @dataclass(frozen=True)
@@ -116,37 +112,6 @@ def _table(data: dict, key: str, where: str) -> dict:
     return value
 
 
-def _check(spec: StudySpec, where: str) -> None:
-    for p in spec.pipelines:
-        if p not in PRESETS and not str(p).endswith(".toml"):
-            raise UserError(f"{where}: study.pipelines: {p!r} is not a preset ({', '.join(PRESETS)}) or a .toml file")
-    for m in spec.classify.models:
-        if m not in MODELS:
-            raise UserError(f"{where}: classify.models: {m!r} unknown; available: {', '.join(MODELS)}")
-    for g in spec.generate.generators:
-        if g not in GENERATORS:
-            raise UserError(f"{where}: generate.generators: {g!r} unavailable; implemented: {', '.join(GENERATORS)}")
-    synthetic = [f"synthetic_{g}" for g in spec.generate.generators]
-    for a in spec.classify.arms:
-        if a.startswith("synthetic") and a not in synthetic:
-            raise UserError(f"{where}: classify.arms: {a!r} needs its generator in [generate] generators "
-                            f"(arms available: {', '.join(('real', 'gta', 'oversample', 'class_weighted', *synthetic))})")
-        if a not in ARMS and not a.startswith("synthetic"):
-            raise UserError(f"{where}: classify.arms: {a!r} unknown; use real, gta, oversample, class_weighted or "
-                            "synthetic_<generator>")
-    for g in spec.generate.generators:
-        try:
-            GENERATORS[g].validate(getattr(spec.generate, g))
-        except UserError as exc:
-            raise UserError(f"{where}: [generate.{g}] {exc}") from None
-    if spec.generate.sampler not in ("ddim", "ddpm"):
-        raise UserError(f"{where}: generate.sampler {spec.generate.sampler!r} unknown; use ddim or ddpm")
-    if not spec.data.sources and spec.data.phantom is None:
-        raise UserError(f"{where}: [data] needs sources = [...] or a [data.phantom] table")
-    if spec.executor.kind not in ("debug", "local", "slurm"):
-        raise UserError(f"{where}: executor.kind {spec.executor.kind!r} unknown; use debug, local or slurm")
-
-
 def _generate_spec(raw: dict, where: str) -> GenerateSpec:
     gen = dict(_table(raw, "generate", where))
     ddpm = from_dict(DDPMConfig, gen.pop("ddpm", {}), f"{where} [generate.ddpm]")
@@ -184,5 +149,7 @@ def load_study(path: str | os.PathLike) -> StudySpec:
         "classify": classify_spec, "generate": _generate_spec(raw, where),
         "executor": from_dict(ExecutorSpec, _table(raw, "executor", where), f"{where} [executor]"),
     }, f"{where} [study]")
-    _check(spec, where)
+    from .validate import validate_study  # imports this module's dataclasses
+
+    validate_study(spec, where)
     return spec

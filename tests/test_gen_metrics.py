@@ -180,6 +180,14 @@ def test_fid_intervals_contain_their_estimate_and_say_how_they_were_made():
     assert lo <= 3.0 <= hi and hi - lo == pytest.approx(np.quantile(boot, 0.975) - np.quantile(boot, 0.025))
 
 
+def test_fid_of_index_draws_from_the_gram_matches_the_direct_fid():
+    rng = np.random.default_rng(9)
+    for n1, n2, d, m in ((50, 80, 64, 30), (300, 200, 8, 40)):  # fewer images than dims (Gram route), more
+        x, y = rng.normal(size=(n1, d)), rng.normal(0.3, 1.2, size=(n2, d))
+        ix, iy = rng.integers(0, n1, m), rng.integers(0, n2, m)  # repeats allowed, as in a bootstrap draw
+        assert mt.PairFrechet(x, y, "cpu")(ix, iy) == pytest.approx(gm.fid(x[ix], y[iy]), rel=1e-6)
+
+
 def test_repeat_summary_matches_numpy():
     values = [3.0, 1.0, 4.0, 1.0, 5.0, 9.0, 2.0, 6.0, 5.0, 3.0]
     s = mt.summary(values)

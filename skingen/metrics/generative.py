@@ -1,4 +1,5 @@
-"""Generative metrics from cached features: FID (+ bootstrap CI), KID, IS, precision/recall, NN distances.
+"""Generative metrics from cached features: FID, KID, IS, precision/recall, NN distances (matched-N
+rounds and intervals: ``matched.py``).
 
 Conventions (PROTOCOL rule 8): FID is clean-fid's Fréchet distance (float64 means and covariances;
 the trace term tr sqrtm(S1 S2) exactly, without scipy's slow sqrtm: from the singular values of
@@ -92,21 +93,6 @@ def fid(real: np.ndarray, fake: np.ndarray, device: str | None = None) -> float:
             raise UserError(f"FID needs at least 2 images per set; the {name} set has {len(x)}")
     dev = _device(device)
     return frechet(_as64(real, dev), _as64(fake, dev))
-
-
-def fid_bootstrap(real: np.ndarray, fake: np.ndarray, n_boot: int = 100, seed: int = 0,
-                  alpha: float = 0.05, device: str | None = None) -> tuple[float, float]:
-    """Percentile bootstrap interval of FID, both sets resampled with replacement (seeded)."""
-    rng = np.random.default_rng(seed)
-    dev = _device(device)
-    x, y = _as64(real, dev), _as64(fake, dev)
-    values = []
-    for _ in range(n_boot):
-        w_real = np.bincount(rng.integers(0, len(real), len(real)), minlength=len(real))
-        w_fake = np.bincount(rng.integers(0, len(fake), len(fake)), minlength=len(fake))
-        values.append(frechet(x, y, _as64(w_real, dev), _as64(w_fake, dev)))
-    lo, hi = np.quantile(values, [alpha / 2, 1 - alpha / 2])
-    return float(lo), float(hi)
 
 
 MAX_GRAM_ELEMENTS = 2.5e8  # 1 GB per float32 matrix

@@ -70,6 +70,37 @@ def _draw(rng: np.random.Generator, pool: int, n: int, replace: bool) -> np.ndar
     return rng.integers(0, pool, n) if replace else np.sort(rng.choice(pool, n, replace=False))
 
 
+class PairFrechet:
+    """FID of index draws (repeats allowed) of two fixed feature sets. With fewer images than dimensions it reads
+    the cross dot products from one Gram matrix computed up front, so a draw costs its means and the singular
+    values of an N x N matrix (the route ``generative.frechet`` takes then) instead of an N x N x D product."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, device: str | None = None):
+        dev = gm._device(device)
+        self.x, self.y = gm._as64(x, dev), gm._as64(y, dev)
+        self._gram = None
+        self._sq = (self.x.square().sum(1), self.y.square().sum(1))
+
+    def __call__(self, ix: np.ndarray, iy: np.ndarray) -> float:
+        """FID between ``x[ix]`` and ``y[iy]``."""
+        ix, iy = torch.as_tensor(ix, device=self.x.device), torch.as_tensor(iy, device=self.x.device)
+        x, y = self.x.index_select(0, ix), self.y.index_select(0, iy)
+        if min(len(ix), len(iy)) >= self.x.shape[1]:  # many images per dimension: frechet's covariance route
+            return gm.frechet(x, y)
+        if self._gram is None:
+            self._gram = self.x @ self.y.T
+        n1, n2 = len(ix), len(iy)
+        mu1, mu2 = x.mean(0), y.mean(0)
+        tr1 = (self._sq[0].index_select(0, ix).sum() - n1 * mu1 @ mu1) / (n1 - 1)
+        tr2 = (self._sq[1].index_select(0, iy).sum() - n2 * mu2 @ mu2) / (n2 - 1)
+        cross = self._gram.index_select(0, ix).index_select(1, iy)  # (X1 - mu1)(X2 - mu2)^T from X1 X2^T
+        cross = (cross - (x @ mu2)[:, None] - (y @ mu1)[None, :] + mu1 @ mu2) / ((n1 - 1) * (n2 - 1)) ** 0.5
+        product = cross @ cross.T if n1 <= n2 else cross.T @ cross  # singular values^2 of cross
+        trace_sqrt = torch.linalg.eigvalsh((product + product.T) / 2).clamp_min(0).sqrt().sum()
+        diff = mu1 - mu2
+        return float(diff @ diff + tr1 + tr2 - 2 * trace_sqrt)
+
+
 def matched_repeats(reference: np.ndarray, sets: dict[str, np.ndarray], n: int, repeats: int, seed: int = 0,
                     kid_subsets: int = 100, kid_subset_size: int = 1000, pr_k: int = 3,
                     device: str | None = None) -> dict[str, dict[str, list[float]]]:
@@ -103,10 +134,11 @@ def fid_bootstrap(reference: np.ndarray, sets: dict[str, np.ndarray], n: int, n_
     rng = np.random.default_rng(seed)
     out = {name: np.empty(n_boot) for name in sets}
     with _threads_for(n, reference.shape[1]):
+        pairs = {name: PairFrechet(reference, x, device) for name, x in sets.items()}
         for b in range(n_boot):
-            ref = reference[_draw(rng, len(reference), n, True)]
+            ref = _draw(rng, len(reference), n, True)
             for name, x in sets.items():
-                out[name][b] = gm.fid(ref, x[_draw(rng, len(x), n, True)], device)
+                out[name][b] = pairs[name](ref, _draw(rng, len(x), n, True))
     return out
 
 
@@ -118,10 +150,10 @@ def fid_difference(reference: np.ndarray, a: np.ndarray, b: np.ndarray, repeats:
     rng = np.random.default_rng(seed)
     diffs = []
     with _threads_for(n, reference.shape[1]):
+        fid_a, fid_b = PairFrechet(reference, a, device), PairFrechet(reference, b, device)
         for _ in range(repeats):
-            ref = reference[_draw(rng, len(reference), n, False)]
-            diffs.append(gm.fid(ref, a[_draw(rng, len(a), n, False)], device)
-                         - gm.fid(ref, b[_draw(rng, len(b), n, False)], device))
+            ref = _draw(rng, len(reference), n, False)
+            diffs.append(fid_a(ref, _draw(rng, len(a), n, False)) - fid_b(ref, _draw(rng, len(b), n, False)))
     estimate = float(np.mean(diffs))
     boot = fid_bootstrap(reference, {"a": a, "b": b}, n, n_boot, seed + 1, device)
     return {"estimate": estimate, "sd": float(np.std(diffs, ddof=1)) if repeats > 1 else 0.0,

@@ -157,7 +157,9 @@ def _cmd_status(a: argparse.Namespace) -> None:
 def _cmd_report(a: argparse.Namespace) -> None:
     from .report.build import build_report
 
-    page = build_report(a.results)
+    if a.n_boot < 100:
+        raise UserError(f"--n-boot {a.n_boot}: use at least 100 replicates (2000 for a paper)")
+    page = build_report(*a.results, out=a.out, n_boot=a.n_boot, seed=a.seed)
     print(f"report -> {page} (tables and figures beside it)")
 
 
@@ -172,8 +174,14 @@ def _add_grid(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--detach", action="store_true", help="slurm: submit a driver job and return at once")
     p.add_argument("--until", metavar="STAGE", help="run stages up to STAGE only (e.g. pack: prepare the data)")
     p.set_defaults(fn=_cmd_run)
-    p = sub.add_parser("report", help="closing analysis of a results folder into DIR/report/")
-    p.add_argument("results", metavar="DIR")
+    p = sub.add_parser("report", help="closing analysis of a results folder into DIR/report/",
+                       description="Closing analysis: one joint hierarchical bootstrap of the whole study behind "
+                                   "every interval. Several folders of one study (e.g. extra seeds run later) "
+                                   "are pooled.")
+    p.add_argument("results", metavar="DIR", nargs="+")
+    p.add_argument("--out", help="report folder (default: the first DIR/report)")
+    p.add_argument("--n-boot", type=int, default=2000, help="bootstrap replicates (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed, recorded in summary.json (default: 0)")
     p.set_defaults(fn=_cmd_report)
     p = sub.add_parser("status", help="cells done / running / failed / pending of a results folder")
     p.add_argument("results", metavar="DIR")

@@ -11,7 +11,6 @@ import pytest
 from builders import read_rows
 from skingen.grid.plan import Cell
 from skingen.report.build import build_report
-from skingen.report.stats import paired_effect, verdict
 
 TABLES = ("classifier_global", "classifier_melanoma", "deltas_vs_real", "factor_effects", "missing", "protocol_audit")
 
@@ -21,16 +20,21 @@ def test_report_tables_and_audit(smoke_results):
     for name in TABLES:
         assert (report / "tables" / f"{name}.csv").is_file() and (report / "tables" / f"{name}.tex").is_file()
     glob = read_rows(report / "tables" / "classifier_global.csv")
-    assert list(glob[0])[4:] == ["Macro-F1", "Balanced Acc", "MCC", "ROC-AUC", "Accuracy", "Brier"]
+    assert list(glob[0])[5:] == ["Macro-F1", "Balanced Acc", "MCC", "ROC-AUC", "Accuracy", "Brier"]
     assert {r["Arm"] for r in glob} == {"real", "oversample x1"} and all("[" in r["Macro-F1"] for r in glob)
     mel = read_rows(report / "tables" / "classifier_melanoma.csv")
-    assert list(mel[0])[4:] == ["MEL F1", "Sens", "Spec", "Precision", "ROC-AUC", "PR-AUC", "DOR"]
+    assert list(mel[0])[5:] == ["MEL F1", "Sens", "Spec", "Precision", "ROC-AUC", "PR-AUC", "DOR"]
     deltas = read_rows(report / "tables" / "deltas_vs_real.csv")
     assert len(deltas) == 1 and deltas[0]["Arm"] == "oversample x1"
     audit = {r["Check"]: r["Result"] for r in read_rows(report / "tables" / "protocol_audit.csv")}
     assert audit["lesion overlap across splits"] == "pass" and audit["one real test set for every cell"] == "pass"
     summary = json.loads((report / "summary.json").read_text())
-    assert "pipeline" in " ".join(summary["verdicts"])  # only one pipeline: preprocessing is not estimable
+    assert "not estimable (needs both basic and advanced pipelines)" in summary["verdicts"][0]
+    assert summary["bootstrap"]["n_boot"] == 2000 and summary["bootstrap"]["n_clusters"] > 0
+    assert all({"factor", "metric", "contrast", "effect", "ci", "n_pairs"} <= set(e) for e in summary["effects"])
+    long = read_rows(report / "tables" / "cells_long.csv")
+    assert len(long) == 2 * 13 and {r["arm"] for r in long} == {"real", "oversample x1"}
+    assert deltas[0]["p"] and deltas[0]["p (Holm)"]
     effects = {(r["Factor"], r["Metric"]): r["Effect [95 % CI]"] for r in read_rows(report / "tables" / "factor_effects.csv")}
     assert effects[("generator", "macro_f1")].startswith("missing: needs both synthetic_stylegan2_ada and synthetic_ddpm")
 
@@ -47,23 +51,6 @@ def test_missing_cells_shown_with_reason_never_zero(smoke_results, tmp_path):
     assert any(r["Arm"] == "oversample x1" and "failed: RuntimeError: disk full" in r["Reason"] for r in missing)
     glob = read_rows(copy / "report" / "tables" / "classifier_global.csv")
     assert {r["Arm"] for r in glob} == {"real"}  # the failed cell is absent, not a row of zeros
-
-
-def test_effects_and_verdict_from_paired_cells():
-    rows = []
-    for model in ("a", "b", "c"):
-        for seed in (0, 1):
-            for pipe, shift in (("basic", 0.0), ("advanced", 0.05)):
-                rows.append({"pipeline": pipe, "arm": "real", "model": model, "seed": seed,
-                             "metrics": {"macro_f1": 0.6 + shift + 0.01 * seed + (0.2 if model == "c" else 0)}})
-    eff = paired_effect(rows, "macro_f1", "pipeline", "basic", "advanced")
-    assert eff["n_pairs"] == 6 and eff["effect"] == pytest.approx(0.05) and eff["ci"][0] == pytest.approx(0.05)
-    from skingen.report.stats import architecture_effect
-
-    arch = architecture_effect(rows, "macro_f1")
-    assert arch["effect"] == pytest.approx(0.2) and arch["contrast"] == "c - a" or arch["contrast"] == "c - b"
-    text = verdict([eff, arch], "macro_f1")
-    assert text.startswith("On macro_f1, the largest effect is model") and "separate" in text
 
 
 def _browser(tmp_path):

@@ -32,6 +32,7 @@ class ArmConfig:
     synthetic_shard: str | None = None
     seed: int = 0
     generator: str = ""  # which generator made the synthetic shard (recorded; names the arm in reports)
+    generator_seed: int | None = None  # which trained instance of it, when the study trains several
 
 
 @dataclass

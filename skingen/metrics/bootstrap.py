@@ -1,8 +1,9 @@
-"""Lesion-level bootstrap intervals, paired bootstrap deltas and DeLong's test for correlated AUCs."""
+"""One cell's lesion-level bootstrap intervals and paired bootstrap deltas (``skingen classify metrics``).
+
+Per-image DeLong tests are gone: they ignore lesion clustering (PROTOCOL rule 7)."""
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import norm
 
 from .diagnostic import METRIC_KEYS, all_metrics
 
@@ -57,29 +58,3 @@ def paired_deltas(y: np.ndarray, prob_base: np.ndarray, prob_arm: np.ndarray, le
         a, b = all_metrics(y[idx], prob_base[idx]), all_metrics(y[idx], prob_arm[idx])
         deltas.append({k: b[k] - a[k] for k in METRIC_KEYS})
     return {k: {"delta": arm[k] - base[k], "ci": _percentile(deltas, k, alpha)} for k in METRIC_KEYS}
-
-
-def _midrank_components(pos_scores: np.ndarray, neg_scores: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-    # psi(x, y) = 1 if x > y, 0.5 if equal; V10 per positive, V01 per negative
-    diff = pos_scores[:, None] - neg_scores[None, :]
-    psi = (diff > 0) + 0.5 * (diff == 0)
-    return float(psi.mean()), psi.mean(1), psi.mean(0)
-
-
-def delong(pos: np.ndarray, score_a: np.ndarray, score_b: np.ndarray) -> dict:
-    """DeLong et al. (1988) test of two correlated ROC-AUCs on the same cases: AUCs, difference, z, p."""
-    if pos.all() or not pos.any():
-        return {"auc_a": None, "auc_b": None, "delta": None, "z": None, "p": None}
-    comps = [_midrank_components(s[pos], s[~pos]) for s in (score_a, score_b)]
-    aucs = np.array([c[0] for c in comps])
-    v10 = np.stack([c[1] for c in comps])
-    v01 = np.stack([c[2] for c in comps])
-    s10, s01 = np.cov(v10), np.cov(v01)
-    cov = s10 / v10.shape[1] + s01 / v01.shape[1]
-    var = cov[0, 0] + cov[1, 1] - 2 * cov[0, 1]
-    delta = float(aucs[1] - aucs[0])
-    if var <= 0:
-        return {"auc_a": float(aucs[0]), "auc_b": float(aucs[1]), "delta": delta, "z": None, "p": None}
-    z = delta / np.sqrt(var)
-    return {"auc_a": float(aucs[0]), "auc_b": float(aucs[1]), "delta": delta, "z": float(z),
-            "p": float(2 * norm.sf(abs(z)))}

@@ -85,7 +85,10 @@ def brier(y: np.ndarray, prob: np.ndarray) -> float:
 
 
 def diagnostic_odds_ratio(tp: float, fn: float, fp: float, tn: float) -> float:
-    """DOR = (Se/(1-Se)) / ((1-Sp)/Sp) = TP*TN / (FP*FN), with 0.5 added to every cell if one is zero."""
+    """DOR = (Se/(1-Se)) / ((1-Sp)/Sp) = TP*TN / (FP*FN), with 0.5 added to every cell if one is zero;
+    NaN (n/a) when the classifier predicts no positives or no negatives."""
+    if tp + fp == 0 or fn + tn == 0:
+        return float("nan")
     if min(tp, fn, fp, tn) == 0:
         tp, fn, fp, tn = tp + 0.5, fn + 0.5, fp + 0.5, tn + 0.5
     return float(tp * tn / (fp * fn))

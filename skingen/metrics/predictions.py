@@ -10,17 +10,16 @@ from ..atomic import write_csv
 from ..data.classes import CLASS_INDEX, CLASS_NAMES
 from ..data.tables import read_table
 from ..errors import UserError
-from .bootstrap import delong, paired_deltas, with_intervals
-from .diagnostic import MEL
+from .bootstrap import paired_deltas, with_intervals
 
 PRED_COLUMNS = ("image_id", "lesion_id", "label") + tuple(f"prob_{c}" for c in CLASS_NAMES)
 PAIRED_KEYS = ("mel_f1", "macro_f1", "mel_roc_auc", "roc_auc", "balanced_accuracy", "mcc")
 
 
 def write_predictions(path: str | os.PathLike, image_ids, lesion_ids, labels, prob: np.ndarray) -> Path:
-    """Write predictions.csv atomically (labels as class names, probabilities with 6 decimals)."""
+    """Write predictions.csv atomically (labels as class names, probabilities at full float32 precision)."""
     rows = ({"image_id": i, "lesion_id": les, "label": CLASS_NAMES[int(y)],
-             **{f"prob_{c}": f"{p[k]:.6f}" for k, c in enumerate(CLASS_NAMES)}}
+             **{f"prob_{c}": f"{float(p[k]):.9g}" for k, c in enumerate(CLASS_NAMES)}}
             for i, les, y, p in zip(image_ids, lesion_ids, labels, prob))
     write_csv(path, PRED_COLUMNS, rows)
     return Path(path)
@@ -44,7 +43,9 @@ def read_predictions(path: str | os.PathLike) -> tuple[list[str], list[str], np.
 
 def evaluate_predictions(path: str | os.PathLike, baseline: str | os.PathLike | None = None,
                          n_boot: int = 1000, seed: int = 0) -> dict:
-    """Metrics with lesion-bootstrap CIs; with ``baseline``, paired deltas (arm - baseline) and DeLong."""
+    """One cell's metrics with lesion-bootstrap CIs; with ``baseline``, paired deltas (arm - baseline).
+
+    The study report does not read these intervals: it recomputes every interval in one joint bootstrap."""
     ids, lesions, y, prob = read_predictions(path)
     out = with_intervals(y, prob, lesions, n_boot=n_boot, seed=seed)
     if baseline is not None:
@@ -55,6 +56,5 @@ def evaluate_predictions(path: str | os.PathLike, baseline: str | os.PathLike | 
                             "the same test split")
         order = np.array([pos[i] for i in ids])
         deltas = paired_deltas(y, b_prob[order], prob, lesions, n_boot=n_boot, seed=seed)
-        out["paired_vs_baseline"] = {"baseline": str(baseline), **{k: deltas[k] for k in PAIRED_KEYS},
-                                     "mel_roc_auc_delong": delong(y == MEL, b_prob[order][:, MEL], prob[:, MEL])}
+        out["paired_vs_baseline"] = {"baseline": str(baseline), **{k: deltas[k] for k in PAIRED_KEYS}}
     return out

@@ -1,59 +1,97 @@
-"""``skingen report DIR``: aggregate every finished cell into ``DIR/report/`` (tables, figures, index.html)."""
+"""``skingen report DIR [DIR2 ...]``: every finished cell into ``report/`` (tables, figures, index.html).
+
+All classifier intervals, deltas, effects and the verdict come from one joint hierarchical bootstrap
+of the study (``joint.py``); several results folders of one study are pooled through it.
+"""
 from __future__ import annotations
 
+import logging
 import os
 import tomllib
 from pathlib import Path
 
 from ..atomic import write_json, write_text
+from ..errors import UserError
 from .audit import protocol_audit
-from .collect import classifier_rows, load_results
-from .generative import gen_metrics_table, sample_figures, tsne_figures
+from .collect import Results, classifier_rows, load_results
+from .effects import delta_records, factor_effects, public
+from .export import write_cells_long, write_effects
 from .figures import bar_chart, forest_plot, gradcam_grid, preprocessing_panel, training_curves
+from .generative import gen_metrics_table, sample_figures, tsne_figures
 from .html import figure_html, render_page, table_html
+from .joint import JointBootstrap, run_joint_bootstrap
 from .original import original_comparison
-from .stats import KEY_METRICS, architecture_effect, paired_effect, verdict
+from .scores import study_scores
 from .tables import GLOBAL_COLUMNS, MEL_COLUMNS, Table, delta_table, effects_table, metric_table, missing_table
+from .verdict import verdicts as make_verdicts
+
+log = logging.getLogger(__name__)
 
 
-def factor_effects(rows: list[dict]) -> list[dict]:
-    """Preprocessing (advanced - basic), generator (DDPM - StyleGAN2-ADA) and architecture effects."""
-    effects = []
-    for metric in KEY_METRICS:
-        effects.append(paired_effect(rows, metric, "pipeline", "basic", "advanced"))
-        gen = paired_effect(rows, metric, "arm", "synthetic_stylegan2_ada", "synthetic_ddpm")
-        gen.update(factor="generator", why="needs both synthetic_stylegan2_ada and synthetic_ddpm arms")
-        effects.append(gen)
-        effects.append(architecture_effect(rows, metric))
-    return effects
+def reference_model(spec_text: str, models: set[str]) -> str:
+    """The study's ``classify.reference_model`` (default resnet50 when present, else the first model)."""
+    classify = tomllib.loads(spec_text or "").get("classify", {})
+    ref = classify.get("reference_model") or ""
+    listed = classify.get("models") or sorted(models)
+    return ref or ("resnet50" if "resnet50" in listed else listed[0])
 
 
-def build_report(root: str | os.PathLike) -> Path:
-    """Write ``root/report/`` and return the path of ``index.html``."""
-    res = load_results(root)
-    out = Path(root) / "report"
-    rows = classifier_rows(res)
-    effects = factor_effects(rows)
+def _load_all(roots: list[Path]) -> tuple[list[Results], list[dict]]:
+    results = [load_results(r) for r in roots]
+    studies = {r.study for r in results}
+    if len(studies) > 1:
+        raise UserError(f"{', '.join(map(str, roots))}: folders of different studies ({', '.join(sorted(studies))}); "
+                        "only folders of one study can be pooled")
+    rows = [row for res in results for row in classifier_rows(res)]
+    seen = set()
+    for row in rows:
+        key = (row["pipeline"], row["arm"], row["model"], row["seed"], row["instance"])
+        if row["metrics"] is not None and key in seen:
+            raise UserError(f"{row['train_folder']}: the same cell (seed {row['seed']}) is in two pooled folders; pool "
+                            "folders whose seeds differ (e.g. extra seeds run later)")
+        seen.add(key)
+    return results, rows
+
+
+def _classifier_tables(jb: JointBootstrap | None, deltas: list[dict], effects: list[dict], rows: list[dict],
+                       gen_missing: list) -> list[Table]:
+    return [metric_table(jb, "classifier_global", "Global metrics", GLOBAL_COLUMNS),
+            metric_table(jb, "classifier_melanoma", "Melanoma one-vs-rest", MEL_COLUMNS),
+            delta_table(deltas), effects_table(effects), missing_table(rows, gen_missing)]
+
+
+def build_report(root: str | os.PathLike, *more: str | os.PathLike, out: str | os.PathLike | None = None,
+                 n_boot: int = 2000, seed: int = 0) -> Path:
+    """Write ``out`` (default ``root/report/``) and return the path of its ``index.html``."""
+    roots = [Path(root), *map(Path, more)]
+    results, rows = _load_all(roots)
+    res = results[0]
+    out = Path(out) if out else roots[0] / "report"
+    scores = study_scores(results, rows)
+    jb = run_joint_bootstrap(scores, n_boot, seed) if scores else None
+    ref = reference_model(res.spec_text, {r["model"] for r in rows})
+    effects = factor_effects(jb, ref) if jb else []
+    deltas = delta_records(jb) if jb else []
     gen_table, gen_missing = gen_metrics_table(res)
-    tables = [metric_table(rows, "classifier_global", "Global 5-class metrics (mean [95 % CI])", GLOBAL_COLUMNS),
-              metric_table(rows, "classifier_melanoma", "Melanoma one-vs-rest (mean [95 % CI])", MEL_COLUMNS),
-              delta_table(rows), effects_table(effects), missing_table(rows, gen_missing),
-              gen_table]
-    original = original_comparison(rows) if tomllib.loads(res.spec_text or "").get("study", {}).get(
+    tables = _classifier_tables(jb, deltas, effects, rows, gen_missing) + [gen_table]
+    original = original_comparison(jb) if tomllib.loads(res.spec_text or "").get("study", {}).get(
         "compare_to_original") else None
     audit = protocol_audit(res)
     audit_table = Table("protocol_audit", "Protocol audit", ["Check", "Result", "Evidence"],
                         [[c["check"], c["result"], c["evidence"]] for c in audit])
     for t in tables + [audit_table] + ([original] if original else []):
         t.write(out / "tables")
+    if jb:
+        write_cells_long(out / "tables" / "cells_long.csv", res.study, scores, jb)
+    write_effects(out / "effects.csv", effects)
     figs = out / "figures"
-    figures = [("Δ melanoma F1 vs the real-only arm", forest_plot(rows, figs / "forest_mel_f1.png"), ""),
-               ("Macro-F1 by model and arm", bar_chart(rows, figs / "bars_macro_f1.png"), ""),
+    figures = [("Δ melanoma F1 vs the real-only arm", forest_plot(deltas, figs / "forest_mel_f1.png"), ""),
+               ("Macro-F1 by model and arm", bar_chart(jb, figs / "bars_macro_f1.png"), ""),
                ("Training curves", training_curves(rows, figs / "training_curves.png"), ""),
                ("Grad-CAM (real arm)", gradcam_grid(rows, figs / "gradcam.png"), ""),
                ("Preprocessing before/after (test images per pipeline)",
                 preprocessing_panel(res, figs / "preprocessing.png"), "")]
-    verdicts = [verdict(effects, m) for m in ("macro_f1", "mel_f1")]
+    verdicts = make_verdicts(effects, jb) if jb else ["No classifier cell has finished: nothing to compare yet."]
     sections = [("Classifier results", [table_html(t) for t in tables[:3]]),
                 ("Factor effects", [table_html(tables[3])]),
                 ("Synthetic images", [table_html(gen_table)] + [figure_html(*f) for f in tsne_figures(res)]
@@ -62,9 +100,12 @@ def build_report(root: str | os.PathLike) -> Path:
                 ("Missing cells", [table_html(tables[4])])]
     if original:
         sections.insert(2, ("The original study, side by side", [table_html(original)]))
-    page = render_page(res.study, verdicts, sections, audit, res.spec_text)
-    write_text(out / "index.html", page)
-    write_json(out / "summary.json", {"verdicts": verdicts, "effects": effects, "audit": audit,
-                                      "n_classifier_cells": len(rows),
-                                      "n_missing": sum(r["metrics"] is None for r in rows)})
+    write_text(out / "index.html", render_page(res.study, verdicts, sections, audit, res.spec_text))
+    write_json(out / "summary.json", {
+        "verdicts": verdicts, "effects": public(effects), "audit": audit, "reference_model": ref,
+        "bootstrap": {"n_boot": n_boot, "seed": seed, "interval": effects[0]["interval"] if effects else None,
+                      "n_images": jb.n_images if jb else 0, "n_clusters": jb.n_clusters if jb else 0},
+        "results_folders": [str(r) for r in roots], "n_classifier_cells": len(rows),
+        "n_missing": sum(r["metrics"] is None for r in rows)})
+    log.info("report -> %s", out)
     return out / "index.html"

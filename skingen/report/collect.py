@@ -19,6 +19,7 @@ class Results:
     states: dict[str, str]
     spec_text: str
     study: str = ""
+    generate_seed: int = 0  # the one generator instance's seed in single-instance studies
 
     def of_stage(self, stage: str) -> list[Cell]:
         """Cells of one stage."""
@@ -49,7 +50,9 @@ def load_results(root: str | Path) -> Results:
     data = json.loads(plan.read_text())
     cells = [Cell(**c) for c in data["cells"]]
     spec = (root / "study.toml").read_text() if (root / "study.toml").is_file() else ""
-    return Results(root, cells, {c.key: cell_state(c, root) for c in cells}, spec, data.get("study", root.name))
+    gen_seed = next((c.config.get("seed", 0) for c in cells if c.stage == "sample"), 0)
+    return Results(root, cells, {c.key: cell_state(c, root) for c in cells}, spec, data.get("study", root.name),
+                   gen_seed)
 
 
 def arm_label(arm: dict) -> str:
@@ -57,6 +60,15 @@ def arm_label(arm: dict) -> str:
     if arm.get("generator"):
         return f"synthetic_{arm['generator']}" + (f" x{arm['dose']:g}" if arm["dose"] != 1.0 else "")
     return arm["name"] + (f" x{arm['dose']:g}" if arm["name"] in ("gta", "oversample", "synthetic") else "")
+
+
+def _instance(arm: dict, res: Results) -> int | None:
+    """The generator instance (its seed) a synthetic arm trained on; None for the other arms."""
+    if not arm.get("generator"):
+        return None
+    if arm.get("generator_seed") is not None:
+        return int(arm["generator_seed"])
+    return int(res.generate_seed)
 
 
 def classifier_rows(res: Results) -> list[dict]:
@@ -67,6 +79,8 @@ def classifier_rows(res: Results) -> list[dict]:
         cfg = train.config
         row = {"pipeline": cfg["pipeline"], "arm": arm_label(cfg["arm"]), "arm_name": cfg["arm"]["name"],
                "model": cfg["train"]["model"], "seed": cfg["train"]["seed"], "cell": res.folder(m).name,
+               "generator": cfg["arm"].get("generator") or None, "dose": cfg["arm"].get("dose", 1.0),
+               "instance": _instance(cfg["arm"], res),
                "train_folder": res.folder(train), "metrics": None, "missing": ""}
         if res.states[m.key] == "done":
             row["metrics"] = json.loads((res.folder(m) / "metrics.json").read_text())

@@ -13,7 +13,7 @@ import numpy as np  # noqa: E402
 from ..data.shards import ShardReader  # noqa: E402
 from ..data.tables import read_table  # noqa: E402
 from .collect import Results  # noqa: E402
-from .stats import aggregate  # noqa: E402
+from .joint import JointBootstrap  # noqa: E402
 
 
 def _save(fig, path: Path) -> Path:
@@ -25,10 +25,10 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def forest_plot(rows: list[dict], out: Path, key: str = "mel_f1") -> Path | None:
-    """Paired delta vs the real arm, one line per cell, with its CI."""
-    items = [(f"{r['pipeline']} | {r['arm']} | {r['model']} | s{r['seed']}", r["metrics"]["paired_vs_baseline"][key])
-             for r in rows if r["metrics"] and "paired_vs_baseline" in r["metrics"]]
+def forest_plot(deltas: list[dict], out: Path, key: str = "mel_f1") -> Path | None:
+    """Delta vs the real arm (pooled over seeds), one line per pipeline x arm x model, with its interval."""
+    items = [(f"{r['pipeline']} | {r['arm']} | {r['model']}", r[key]) for r in deltas
+             if r[key]["delta"] is not None and r[key]["ci"][0] is not None]
     if not items:
         return None
     fig, ax = plt.subplots(figsize=(7, 0.28 * len(items) + 1))
@@ -38,13 +38,13 @@ def forest_plot(rows: list[dict], out: Path, key: str = "mel_f1") -> Path | None
         ax.plot(d["delta"], i, "o", color="tab:blue")
     ax.axvline(0, color="grey", lw=1)
     ax.set_yticks(range(len(items)), [label for label, _ in items], fontsize=7)
-    ax.set_xlabel(f"Δ {key} vs real-only arm (95 % paired bootstrap CI)")
+    ax.set_xlabel(f"Δ {key} vs real-only arm (95 % joint-bootstrap CI)")
     return _save(fig, out)
 
 
-def bar_chart(rows: list[dict], out: Path, key: str = "macro_f1") -> Path | None:
-    """Mean ``key`` per model and arm (one panel per pipeline) with CI error bars."""
-    agg = aggregate(rows, key)
+def bar_chart(jb: JointBootstrap | None, out: Path, key: str = "macro_f1") -> Path | None:
+    """Mean ``key`` per model and arm (one panel per pipeline) with joint-bootstrap CI error bars."""
+    agg = jb.summary(key) if jb else {}
     if not agg:
         return None
     pipes = sorted({k[0] for k in agg})

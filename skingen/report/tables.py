@@ -7,13 +7,14 @@ import math
 from pathlib import Path
 
 from ..atomic import write_text
-from .stats import aggregate
+from .joint import INTERVAL, JointBootstrap
+from .stats import interval
 
 GLOBAL_COLUMNS = (("macro_f1", "Macro-F1"), ("balanced_accuracy", "Balanced Acc"), ("mcc", "MCC"),
                   ("roc_auc", "ROC-AUC"), ("accuracy", "Accuracy"), ("brier", "Brier"))
 MEL_COLUMNS = (("mel_f1", "MEL F1"), ("mel_sensitivity", "Sens"), ("mel_specificity", "Spec"),
                ("mel_precision", "Precision"), ("mel_roc_auc", "ROC-AUC"), ("mel_pr_auc", "PR-AUC"), ("mel_dor", "DOR"))
-DELTA_KEYS = (("mel_f1", "ΔMEL F1"), ("macro_f1", "ΔMacro-F1"), ("mel_roc_auc", "ΔMEL ROC-AUC"))
+DELTA_KEYS = (("mel_f1", "ΔMEL F1"), ("macro_f1", "ΔMacro-F1"), ("mel_roc_auc", "ΔMEL ROC-AUC"))  # effects.DELTA_METRICS
 
 
 def fmt(value, lo=None, hi=None, digits: int = 3) -> str:
@@ -24,6 +25,12 @@ def fmt(value, lo=None, hi=None, digits: int = 3) -> str:
     if lo is not None and hi is not None:
         text += f" [{lo:.{digits}f}, {hi:.{digits}f}]"
     return text
+
+
+def fmt_interval(values) -> str:
+    """``estimate [lo, hi]`` from [estimate, replicates...]."""
+    est, ci = interval(values)
+    return fmt(est, *ci)
 
 
 class Table:
@@ -55,37 +62,54 @@ class Table:
         write_text(folder / f"{self.name}.tex", self.latex_text())
 
 
-def metric_table(rows: list[dict], name: str, title: str, columns) -> Table:
-    """Per pipeline x arm x model: mean and 95 % CI over seeds (bootstrap CI with one seed)."""
-    aggs = {key: aggregate(rows, key) for key, _ in columns}
-    keys = sorted({k for a in aggs.values() for k in a})
+def metric_table(jb: JointBootstrap | None, name: str, title: str, columns) -> Table:
+    """Per pipeline x arm x model: mean over seeds (and generator instances) with its joint-bootstrap interval."""
     body = []
-    for key in keys:
-        n = aggs[columns[0][0]].get(key, (0, 0, 0, 0))[3]
-        body.append([*key, str(n)] + [fmt(*aggs[m].get(key, (None, None, None, 0))[:3]) for m, _ in columns])
-    return Table(name, title, ["Pipeline", "Arm", "Model", "Seeds"] + [label for _, label in columns], body)
+    for i, unit in enumerate(jb.units if jb else []):
+        cells = [fmt_interval(jb.values[m][i]) for m, _ in columns]
+        body.append([*unit, str(jb.n_seeds[unit]), str(jb.n_instances[unit])] + cells)
+    note = (f"Mean over classifier seeds (and generator instances); {INTERVAL}"
+            + (f", {jb.n_boot} replicates." if jb else ".") + " DOR is pooled on the log scale (geometric mean);"
+            " n/a when a classifier predicts no melanoma or only melanoma.")
+    return Table(name, f"{title} (mean [95 % joint-bootstrap CI])",
+                 ["Pipeline", "Arm", "Model", "Seeds", "Instances"] + [label for _, label in columns], body, note)
 
 
-def delta_table(rows: list[dict]) -> Table:
-    """Paired deltas of each arm vs the real-only arm (same pipeline, model, seed, test images)."""
+def _p(value) -> str:
+    return "—" if value is None else f"{value:.4f}"
+
+
+def delta_table(records: list[dict]) -> Table:
+    """Each arm minus the real-only arm (same pipeline and model), pooled over seeds; raw and Holm p-values."""
     body = []
-    for r in rows:
-        paired = (r["metrics"] or {}).get("paired_vs_baseline")
-        if not paired:
-            continue
-        body.append([r["pipeline"], r["arm"], r["model"], str(r["seed"])]
-                    + [fmt(paired[k]["delta"], *paired[k]["ci"]) for k, _ in DELTA_KEYS]
-                    + [fmt(paired["mel_roc_auc_delong"]["p"], digits=4)])
-    return Table("deltas_vs_real", "Paired differences vs the real-only arm (paired bootstrap 95 % CI)",
-                 ["Pipeline", "Arm", "Model", "Seed"] + [label for _, label in DELTA_KEYS] + ["DeLong p (MEL AUC)"], body)
+    for r in records:
+        row = [r["pipeline"], r["arm"], r["model"], str(r["n_seeds"])]
+        for key, _ in DELTA_KEYS:
+            d = r[key]
+            row += [fmt(d["delta"], *d["ci"]), _p(d["p"]), _p(d["p_holm"])]
+        body.append(row)
+    header = ["Pipeline", "Arm", "Model", "Seeds"]
+    for _, label in DELTA_KEYS:
+        header += [f"{label} [95 % CI]", "p", "p (Holm)"]
+    note = (f"Arm minus the real-only arm of the same pipeline and model, each the mean over its seeds; {INTERVAL}. "
+            "p: two-sided bootstrap p-value from the same replicates; p (Holm): Holm-adjusted across every "
+            "p-value of this table.")
+    return Table("deltas_vs_real", "Differences vs the real-only arm (pooled over seeds)", header, body, note)
 
 
 def effects_table(effects: list[dict]) -> Table:
-    """Factor effects with CIs; inestimable ones shown as missing."""
-    body = [[e["factor"], e["contrast"], e["metric"], str(e["n_pairs"]), fmt(e["effect"], *e["ci"]) if e["effect"] is not None
-             else "missing: " + e.get("why", "no cells")] for e in effects]
-    return Table("factor_effects", "Factor effects (difference of means over the other factors, bootstrap 95 % CI)",
-                 ["Factor", "Contrast", "Metric", "Pairs", "Effect [95 % CI]"], body)
+    """Factor effects with their joint-bootstrap intervals; missing and insufficient ones say why."""
+    body = []
+    for e in effects:
+        if e["status"] == "missing":
+            text = "missing: " + e.get("why", "no cells")
+        else:
+            text = fmt(e["effect"], *e["ci"]) + (f" (insufficient: {e['why']})" if e["status"] == "insufficient" else "")
+        body.append([e["factor"], e["contrast"], e["metric"], str(e["n_pairs"]), text])
+    note = (f"Mean paired difference over the other factors; {INTERVAL}. Architecture: every model against the "
+            "declared reference model (classify.reference_model), never best minus worst.")
+    return Table("factor_effects", "Factor effects (mean paired difference [95 % joint-bootstrap CI])",
+                 ["Factor", "Contrast", "Metric", "Pairs", "Effect [95 % CI]"], body, note)
 
 
 def missing_table(rows: list[dict], extra: list[list[str]]) -> Table:

@@ -5,6 +5,11 @@ time by ``lr_mul / sqrt(fan_in)``, so Adam sees all layers at one scale. Resampl
 separable [1, 3, 3, 1] FIR filter: upsampling inserts zeros and filters (gain 4), downsampling
 filters and drops every second sample. Activations are leaky ReLU (0.2) times sqrt(2), which keeps
 the signal's second moment through a layer.
+
+Resampling convolutions follow the order of operations of NVIDIA's stylegan2-ada-pytorch (so that
+imported weights compute the same function, see ``tests/test_stylegan2_parity.py``): a downsampling
+conv filters at full resolution (padding k//2 + 1) and then convolves with stride 2; an upsampling
+conv is a stride-2 transposed convolution followed by the filter (padding 1, gain 4).
 """
 from __future__ import annotations
 
@@ -79,30 +84,42 @@ class EqualConv2d(torch.nn.Module):
         self.padding = kernel // 2
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.down:
-            x = downsample2x(x)
-        x = F.conv2d(x, (self.weight * self.scale).to(x.dtype), padding=self.padding)
+        weight = (self.weight * self.scale).to(x.dtype)
+        if self.down:  # filter at full resolution, then the conv with stride 2 and no further padding
+            p = self.padding + 1
+            x = F.conv2d(_filter(x, fir_kernel(x.device), (p, p, p, p)), weight, stride=2)
+        else:
+            x = F.conv2d(x, weight, padding=self.padding)
         if self.bias is not None:
             x = x + self.bias.to(x.dtype)[None, :, None, None]
         return lrelu(x, self.clamp) if self.activation else x
 
 
 def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, demodulate: bool = True,
-                     padding: int = 1) -> torch.Tensor:
+                     padding: int = 1, up: bool = False) -> torch.Tensor:
     """Per-sample modulated convolution: scale input channels by ``styles``, then (optionally) normalise
-    each output channel's weights to unit L2 norm (demodulation), as one grouped convolution."""
+    each output channel's weights to unit L2 norm (demodulation), as one grouped convolution.
+
+    ``up``: a stride-2 transposed convolution (output 2H + k - 2 before trimming), then the FIR filter
+    with gain 4 and the padding that brings the output to exactly 2H."""
     n, c_in, h, w = x.shape
-    c_out = weight.shape[0]
+    c_out, _, kh, kw = weight.shape
     wts = weight[None] * styles[:, None, :, None, None]  # (N, out, in, k, k)
     if demodulate:
         wts = wts * torch.rsqrt(wts.square().sum(dim=(2, 3, 4), keepdim=True) + 1e-8)
     x = x.reshape(1, n * c_in, h, w)
-    out = F.conv2d(x, wts.reshape(n * c_out, c_in, *weight.shape[2:]).to(x.dtype), padding=padding, groups=n)
+    if up:
+        wts = wts.transpose(1, 2).reshape(n * c_in, c_out, kh, kw)  # transposed conv: (in, out/groups, k, k)
+        out = F.conv_transpose2d(x, wts.to(x.dtype), stride=2, groups=n)
+        p = padding + 3 - kh  # the filter's 4 taps trim 3; the conv added k - 1 rows
+        out = _filter(out, fir_kernel(x.device) * 4, (p, p, p, p))
+    else:
+        out = F.conv2d(x, wts.reshape(n * c_out, c_in, kh, kw).to(x.dtype), padding=padding, groups=n)
     return out.reshape(n, c_out, *out.shape[2:])
 
 
 class ModulatedConv(torch.nn.Module):
-    """A synthesis layer: style affine from w, modulated conv (FIR upsampling first when ``up``), noise, bias, lrelu."""
+    """A synthesis layer: style affine from w, modulated conv (upsampling by 2 when ``up``), noise, bias, lrelu."""
 
     def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, kernel: int = 3,
                  up: bool = False, demodulate: bool = True, activation: bool = True, use_noise: bool = True,
@@ -125,16 +142,16 @@ class ModulatedConv(torch.nn.Module):
         styles = self.affine(w)
         if not self.demodulate:  # toRGB: the style scale is folded into the weight scale
             styles = styles * self.scale
-        if self.up:
-            x = upsample2x(x)
-        weight = self.weight * (self.scale if self.demodulate else 1.0)
-        x = modulated_conv2d(x, weight, styles, self.demodulate, self.padding)
+        # demodulation normalises the weight, so (as the reference) it is used unscaled there
+        x = modulated_conv2d(x, self.weight, styles, self.demodulate, self.padding, up=self.up)
         if self.noise_strength is not None and noise_mode != "none":
             noise = (torch.randn(x.shape[0], 1, *x.shape[2:], device=x.device, dtype=x.dtype)
                      if noise_mode == "random" else self.noise_const.to(x.dtype)[None, None])
             x = x + noise * self.noise_strength.to(x.dtype)
         x = x + self.bias.to(x.dtype)[None, :, None, None]
-        return lrelu(x, self.clamp) if self.activation else x
+        if self.activation:
+            return lrelu(x, self.clamp)
+        return x.clamp(-self.clamp, self.clamp) if self.clamp is not None else x  # toRGB: clamped, linear
 
 
 class MinibatchStd(torch.nn.Module):

@@ -3,7 +3,10 @@
 Channel counts follow ``min(channel_base // resolution, channel_max)``. The generator's w is
 broadcast to ``num_ws`` layers (two convs per block above 4x4, one at 4x4, plus the last toRGB;
 each toRGB shares its w with the next block's first conv). Class conditioning embeds the label
-into the mapping network; the discriminator projects its output onto a mapped label embedding.
+into the mapping network; the discriminator projects its output onto a label embedding mapped by a
+network of its own (embedding, pixel norm, ``d_mapping_layers`` layers at lr multiplier 0.01, width
+``channels(4)``), as in stylegan2-ada-pytorch. Parameter and buffer names translate to the
+reference's through ``nvidia_names``.
 """
 from __future__ import annotations
 
@@ -29,6 +32,7 @@ class NetworkConfig:
     mapping_lr_mul: float = 0.01
     mbstd_group: int = 8
     conv_clamp: float | None = None  # 256 with mixed precision
+    d_mapping_layers: int = 8  # the conditional D's label mapping (the reference's default, whatever G's)
 
     def channels(self, res: int) -> int:
         """Feature maps at resolution ``res``."""
@@ -64,32 +68,37 @@ def network_config(preset: str, resolution: int, c_dim: int = 0, **overrides) ->
 
 
 class MappingNetwork(torch.nn.Module):
-    """z (pixel-normalised) [+ class embedding] -> w through ``mapping_layers`` lr-reduced FC layers."""
+    """z (pixel-normalised) [+ pixel-normalised class embedding] -> w through ``num_layers`` lr-reduced FC
+    layers, broadcast to ``num_ws`` copies. ``z_dim = 0``: the label alone (the discriminator's label
+    mapping, which returns one vector per sample and tracks no average)."""
 
-    def __init__(self, cfg: NetworkConfig):
+    def __init__(self, z_dim: int, c_dim: int, w_dim: int, num_layers: int, num_ws: int | None,
+                 lr_mul: float = 0.01, track_w_avg: bool = True):
         super().__init__()
-        self.cfg = cfg
-        in_dim = cfg.z_dim
-        if cfg.c_dim:
-            self.embed = EqualLinear(cfg.c_dim, cfg.w_dim)
-            in_dim += cfg.w_dim
-        dims = [in_dim] + [cfg.w_dim] * cfg.mapping_layers
-        self.layers = torch.nn.ModuleList(EqualLinear(a, b, lr_mul=cfg.mapping_lr_mul, activation=True)
+        self.z_dim, self.c_dim, self.w_dim, self.num_ws = z_dim, c_dim, w_dim, num_ws
+        if c_dim:
+            self.embed = EqualLinear(c_dim, w_dim)
+        dims = [z_dim + (w_dim if c_dim else 0)] + [w_dim] * num_layers
+        self.layers = torch.nn.ModuleList(EqualLinear(a, b, lr_mul=lr_mul, activation=True)
                                           for a, b in zip(dims[:-1], dims[1:]))
-        self.register_buffer("w_avg", torch.zeros(cfg.w_dim))
+        if track_w_avg:
+            self.register_buffer("w_avg", torch.zeros(w_dim))
 
-    def forward(self, z: torch.Tensor, c: torch.Tensor | None = None, psi: float = 1.0,
-                update_w_avg: bool = False, w_avg_beta: float = 0.995) -> torch.Tensor:
-        x = normalize_2nd_moment(z)
-        if self.cfg.c_dim:
-            x = torch.cat([x, normalize_2nd_moment(self.embed(c))], dim=1)
+    def forward(self, z: torch.Tensor | None, c: torch.Tensor | None = None, truncation_psi: float = 1.0,
+                update_w_avg: bool = False, w_avg_beta: float = 0.995, psi: float | None = None) -> torch.Tensor:
+        """w for each sample (N, num_ws, w_dim); ``psi`` is an alias of ``truncation_psi``."""
+        psi = truncation_psi if psi is None else psi
+        parts = [normalize_2nd_moment(z)] if self.z_dim else []
+        if self.c_dim:
+            parts.append(normalize_2nd_moment(self.embed(c)))
+        x = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
         for layer in self.layers:
             x = layer(x)
         if update_w_avg:
             self.w_avg.copy_(x.detach().mean(0).lerp(self.w_avg, w_avg_beta))
         if psi != 1.0:
             x = self.w_avg.lerp(x, psi)  # truncation toward the average w
-        return x.unsqueeze(1).repeat(1, self.cfg.num_ws, 1)
+        return x if self.num_ws is None else x.unsqueeze(1).repeat(1, self.num_ws, 1)
 
 
 class SynthesisBlock(torch.nn.Module):
@@ -104,7 +113,7 @@ class SynthesisBlock(torch.nn.Module):
             self.conv0 = ModulatedConv(in_ch, out_ch, cfg.w_dim, res, up=True, clamp=cfg.conv_clamp)
         self.conv1 = ModulatedConv(out_ch, out_ch, cfg.w_dim, res, clamp=cfg.conv_clamp)
         self.torgb = ModulatedConv(out_ch, 3, cfg.w_dim, res, kernel=1, demodulate=False, activation=False,
-                                   use_noise=False)
+                                   use_noise=False, clamp=cfg.conv_clamp)
         self.num_conv = 1 if self.first else 2
 
     def forward(self, x, img, ws: torch.Tensor, noise_mode: str):
@@ -131,6 +140,8 @@ class SynthesisNetwork(torch.nn.Module):
             self.blocks.append(SynthesisBlock(cfg, cfg.channels(res // 2) if res > 4 else 0, cfg.channels(res), res))
 
     def forward(self, ws: torch.Tensor, noise_mode: str = "random") -> torch.Tensor:
+        if noise_mode not in ("random", "const", "none"):
+            raise ValueError(f"noise_mode {noise_mode!r}: use 'random', 'const' or 'none'")
         x = img = None
         i = 0
         for block in self.blocks:
@@ -145,12 +156,15 @@ class Generator(torch.nn.Module):
     def __init__(self, cfg: NetworkConfig):
         super().__init__()
         self.cfg = cfg
-        self.mapping = MappingNetwork(cfg)
+        self.z_dim, self.c_dim, self.w_dim, self.img_resolution = cfg.z_dim, cfg.c_dim, cfg.w_dim, cfg.resolution
+        self.mapping = MappingNetwork(cfg.z_dim, cfg.c_dim, cfg.w_dim, cfg.mapping_layers, cfg.num_ws,
+                                      cfg.mapping_lr_mul)
         self.synthesis = SynthesisNetwork(cfg)
 
-    def forward(self, z: torch.Tensor, c: torch.Tensor | None = None, psi: float = 1.0,
-                noise_mode: str = "random") -> torch.Tensor:
-        return self.synthesis(self.mapping(z, c, psi), noise_mode)
+    def forward(self, z: torch.Tensor, c: torch.Tensor | None = None, truncation_psi: float = 1.0,
+                noise_mode: str = "random", psi: float | None = None) -> torch.Tensor:
+        """Images (N, 3, R, R), raw (not clamped); ``psi`` is an alias of ``truncation_psi``."""
+        return self.synthesis(self.mapping(z, c, truncation_psi, psi=psi), noise_mode)
 
     def config_dict(self) -> dict:
         """The architecture as a plain dict (stored beside network snapshots)."""
@@ -184,14 +198,16 @@ class Discriminator(torch.nn.Module):
         res_list = [2 ** k for k in range(cfg.log2, 2, -1)]
         self.blocks = torch.nn.ModuleList(DiscriminatorBlock(cfg, cfg.channels(r), cfg.channels(r // 2), r == cfg.resolution)
                                           for r in res_list)
+        self.c_dim, self.img_resolution = cfg.c_dim, cfg.resolution
         ch = cfg.channels(4)
+        self.cmap_dim = ch if cfg.c_dim else 0
         self.mbstd = MinibatchStd(cfg.mbstd_group, 1)
         self.conv = EqualConv2d(ch + 1, ch, 3, clamp=cfg.conv_clamp)
         self.fc = EqualLinear(ch * 16, ch, activation=True)
-        self.out = EqualLinear(ch, cfg.w_dim if cfg.c_dim else 1)
+        self.out = EqualLinear(ch, self.cmap_dim or 1)
         if cfg.c_dim:
-            self.cmap = torch.nn.Sequential(EqualLinear(cfg.c_dim, cfg.w_dim, activation=True),
-                                            EqualLinear(cfg.w_dim, cfg.w_dim))
+            self.mapping = MappingNetwork(0, cfg.c_dim, ch, cfg.d_mapping_layers, None, cfg.mapping_lr_mul,
+                                          track_w_avg=False)
 
     def forward(self, img: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
         x = None
@@ -199,6 +215,6 @@ class Discriminator(torch.nn.Module):
             x = block(x, img)
         x = self.conv(self.mbstd(x))
         x = self.out(self.fc(x.flatten(1)))
-        if self.cfg.c_dim:
-            x = (x * self.cmap(c)).sum(dim=1, keepdim=True) / math.sqrt(self.cfg.w_dim)
+        if self.cfg.c_dim:  # projection onto the mapped label
+            x = (x * self.mapping(None, c)).sum(dim=1, keepdim=True) / math.sqrt(self.cmap_dim)
         return x

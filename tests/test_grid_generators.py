@@ -171,3 +171,21 @@ def test_a_failed_generator_blocks_only_its_downstream_cells(tmp_path, cli):
     state = {(c.stage, c.config.get("arm", {}).get("name", "")): (c.folder(out) / "DONE").is_file() for c in cells}
     assert state[("train_gen", "")] is False and state[("sample", "")] is False
     assert state[("features", "")] and state[("train_clf", "real")]  # the real arm did not wait for the generator
+
+
+def test_generator_seeds_plan_one_instance_each_and_a_classifier_cell_per_instance(tmp_path):
+    one = plan_study(load_study(_study(tmp_path)))
+    same = plan_study(load_study(_study(tmp_path, GENERATE.replace("sample_batch = 16", "sample_batch = 16\nseeds = [0]"))))
+    assert [c.key for c in one] == [c.key for c in same]  # a single instance keeps the keys it always had
+    cells = plan_study(load_study(_study(tmp_path, GENERATE.replace("sample_batch = 16", "sample_batch = 16\nseeds = [0, 1, 2]"))))
+    train_gen = [c for c in cells if c.stage == "train_gen"]
+    assert sorted((c.config["generator"], c.config["config"]["seed"]) for c in train_gen) == [
+        (g, s) for g in ("ddpm", "stylegan2_ada") for s in (0, 1, 2)]
+    assert len({c.key for c in train_gen}) == 6 and all(re.search(r"-g[012]$", c.name) for c in train_gen)
+    synthetic = [c for c in cells if c.stage == "train_clf" and c.config["arm"]["name"] == "synthetic"]
+    assert sorted((c.config["arm"]["generator"], c.config["arm"]["generator_seed"]) for c in synthetic) == [
+        (g, s) for g in ("ddpm", "stylegan2_ada") for s in (0, 1, 2)]
+    samples = {c.key: c for c in cells if c.stage == "sample"}
+    assert all(samples[c.deps["sample"]].config["instance"] == c.config["arm"]["generator_seed"] for c in synthetic)
+    space = next(c for c in cells if c.stage == "feature_space")
+    assert sorted(space.deps) == ["features", "gen_metrics:ddpm", "gen_metrics:stylegan2_ada"]

@@ -71,7 +71,6 @@ def _generator_cells(spec: StudySpec, packs: dict[str, Cell]) -> dict[str, list[
     """Per pipeline x generator: train_gen -> sample -> gen_metrics; per pipeline one features cell (the real
     target-class features every generator is scored against) and one feature_space cell."""
     g, target = spec.generate, spec.classify.target_class
-    doses = [d for d in spec.classify.doses] or [1.0]
     cells: dict[str, list[Cell]] = {s: [] for s in ("features", "train_gen", "sample", "gen_metrics", "feature_space")}
     for pipe, pack in packs.items():
         metrics = []
@@ -79,28 +78,41 @@ def _generator_cells(spec: StudySpec, packs: dict[str, Cell]) -> dict[str, list[
                                                            "extractor": g.metrics.extractor,
                                                            "batch_size": g.metrics.batch_size}, {"pack": pack.key})
         for gen in g.generators:
-            gen_cfg = asdict(replace(getattr(g, gen), resolution=spec.image_size, classes=(target,), seed=g.seed))
-            train = make_cell("train_gen", f"{pipe}-{gen}", {"generator": gen, "pipeline": pipe, "config": gen_cfg},
-                              {"pack": pack.key})
-            sample = make_cell("sample", f"{pipe}-{gen}", {
-                "generator": gen, "pipeline": pipe, "target_class": target, "n": g.n_synthetic, "max_dose": max(doses),
-                "image_size": spec.image_size, "sampler": g.sampler, "steps": g.sampling_steps, "seed": g.seed,
-                "batch": g.sample_batch, **get_generator(gen).sample_config(g)},
-                {"train_gen": train.key, "pack": pack.key})
-            metric = make_cell("gen_metrics", f"{pipe}-{gen}", {"generator": gen, "pipeline": pipe,
-                                                                "metrics": asdict(g.metrics)},
-                               {"sample": sample.key, "pack": pack.key, "features": real.key})
-            cells["train_gen"].append(train)
-            cells["sample"].append(sample)
-            metrics.append(metric)
+            for inst in g.instance_seeds():
+                train, sample, metric = _instance_cells(spec, pipe, pack, real, gen, inst)
+                cells["train_gen"].append(train)
+                cells["sample"].append(sample)
+                metrics.append(metric)
         cells["gen_metrics"] += metrics
         if metrics:
             cells["features"].append(real)
             cells["feature_space"].append(make_cell(
                 "feature_space", pipe, {"pipeline": pipe, "target_class": target, "perplexity": g.tsne_perplexity,
                                         "seed": g.seed, "extractor": g.metrics.extractor},
-                {"features": real.key, **{f"gen_metrics:{m.config['generator']}": m.key for m in metrics}}))
+                {"features": real.key, **{f"gen_metrics:{m.config['generator']}": m.key for m in metrics
+                                          if m.config.get("instance", g.instance_seeds()[0]) == g.instance_seeds()[0]}}))
     return cells
+
+
+def _instance_cells(spec: StudySpec, pipe: str, pack: Cell, real: Cell, gen: str, inst: int) -> tuple[Cell, Cell, Cell]:
+    """train_gen -> sample -> gen_metrics of one generator instance (seed ``inst``) on one pipeline.
+
+    With a single instance the names and keys are those of studies made before generator replication."""
+    g, target = spec.generate, spec.classify.target_class
+    doses = [d for d in spec.classify.doses] or [1.0]
+    many = len(g.instance_seeds()) > 1
+    name = f"{pipe}-{gen}" + (f"-g{inst}" if many else "")
+    tag = {"instance": inst} if many else {}
+    gen_cfg = asdict(replace(getattr(g, gen), resolution=spec.image_size, classes=(target,), seed=inst))
+    train = make_cell("train_gen", name, {"generator": gen, "pipeline": pipe, "config": gen_cfg}, {"pack": pack.key})
+    sample = make_cell("sample", name, {
+        "generator": gen, "pipeline": pipe, "target_class": target, "n": g.n_synthetic, "max_dose": max(doses),
+        "image_size": spec.image_size, "sampler": g.sampler, "steps": g.sampling_steps, "seed": inst,
+        "batch": g.sample_batch, **get_generator(gen).sample_config(g), **tag},
+        {"train_gen": train.key, "pack": pack.key})
+    metric = make_cell("gen_metrics", name, {"generator": gen, "pipeline": pipe, "metrics": asdict(g.metrics), **tag},
+                       {"sample": sample.key, "pack": pack.key, "features": real.key})
+    return train, sample, metric
 
 
 def _arm_cells(arm: str, doses: tuple[float, ...]) -> list[tuple[str, float, str | None]]:
@@ -113,7 +125,9 @@ def _arm_cells(arm: str, doses: tuple[float, ...]) -> list[tuple[str, float, str
 def _train_cells(spec: StudySpec, packs: dict[str, Cell], samples: list[Cell]) -> list[Cell]:
     cells = []
     c = spec.classify
-    sample_of = {(s.config["pipeline"], s.config["generator"]): s for s in samples}
+    sample_of: dict[tuple, list[Cell]] = {}
+    for s in samples:
+        sample_of.setdefault((s.config["pipeline"], s.config["generator"]), []).append(s)
     for pipe, pack in packs.items():
         for model in c.models:
             for seed in spec.seeds:
@@ -121,15 +135,26 @@ def _train_cells(spec: StudySpec, packs: dict[str, Cell], samples: list[Cell]) -
                 for arm in c.arms:
                     for name, dose, gen in _arm_cells(arm, c.doses):
                         arm_cfg = {"name": name, "dose": dose, "target_class": c.target_class, "seed": seed}
-                        deps = {"pack": pack.key}
-                        if gen:
-                            arm_cfg["generator"] = gen
-                            deps["sample"] = sample_of[(pipe, gen)].key
-                        dosed = name in ("gta", "oversample", "synthetic")
-                        label = f"{pipe}-{arm}" + (f"x{dose:g}" if dosed else "") + f"-{model}-s{seed}"
-                        cells.append(make_cell("train_clf", label, {"pipeline": pipe, "train": train, "arm": arm_cfg},
-                                               deps))
+                        for sample in (sample_of[(pipe, gen)] if gen else [None]):
+                            cells.append(_train_cell(pipe, model, seed, arm, train, arm_cfg, pack, sample))
     return cells
+
+
+def _train_cell(pipe: str, model: str, seed: int, arm: str, train: dict, arm_cfg: dict, pack: Cell,
+                sample: Cell | None) -> Cell:
+    """One classifier cell; synthetic arms name the generator instance (sample cell) they train on."""
+    deps = {"pack": pack.key}
+    arm_cfg = dict(arm_cfg)
+    inst = ""
+    if sample is not None:
+        arm_cfg["generator"] = sample.config["generator"]
+        deps["sample"] = sample.key
+        if "instance" in sample.config:
+            arm_cfg["generator_seed"] = sample.config["instance"]
+            inst = f"-g{sample.config['instance']}"
+    dosed = arm_cfg["name"] in ("gta", "oversample", "synthetic")
+    label = f"{pipe}-{arm}" + (f"x{arm_cfg['dose']:g}" if dosed else "") + f"{inst}-{model}-s{seed}"
+    return make_cell("train_clf", label, {"pipeline": pipe, "train": train, "arm": arm_cfg}, deps)
 
 
 def _metric_cells(spec: StudySpec, trains: list[Cell]) -> list[Cell]:

@@ -125,10 +125,10 @@ def hierarchy_weights(cells: list[CellScores], n_boot: int, rng: np.random.Gener
     return weights
 
 
-def _cell_metrics(study: StudyScores, w_img: np.ndarray) -> dict[str, np.ndarray]:
+def _cell_metrics(study: StudyScores, w_img: np.ndarray, progress: bool) -> dict[str, np.ndarray]:
     out = {m: np.empty((len(study.cells), w_img.shape[0])) for m in METRIC_KEYS}
     w_t = np.ascontiguousarray(w_img.T)
-    for k, cell in enumerate(tqdm(study.cells, desc="joint bootstrap", unit="cell", leave=False)):
+    for k, cell in enumerate(tqdm(study.cells, desc="joint bootstrap", unit="cell", leave=False, disable=not progress)):
         metrics = replicate_metrics(study.y, cell.prob, w_img, study.target, w_t)
         for m in METRIC_KEYS:
             out[m][k] = metrics[m]
@@ -150,13 +150,13 @@ def pool_units(cell_values: np.ndarray, weights: np.ndarray, unit_of_cell: np.nd
     return out
 
 
-def run_joint_bootstrap(study: StudyScores, n_boot: int = 2000, seed: int = 0) -> JointBootstrap:
+def run_joint_bootstrap(study: StudyScores, n_boot: int = 2000, seed: int = 0, progress: bool = True) -> JointBootstrap:
     """Resample the whole study ``n_boot`` times (see module docstring) and pool cells into units."""
     rng = np.random.default_rng(seed)
     log.info("joint bootstrap: %d cells, %d test images in %d clusters, %d replicates", len(study.cells),
              len(study.y), int(study.cluster.max()) + 1, n_boot)
     w_img = cluster_weights(study.cluster, n_boot, rng)
-    cell_values = _cell_metrics(study, w_img)
+    cell_values = _cell_metrics(study, w_img, progress)
     weights = hierarchy_weights(study.cells, n_boot, rng)
     units = sorted({c.unit for c in study.cells})
     index = {u: i for i, u in enumerate(units)}

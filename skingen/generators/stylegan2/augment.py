@@ -3,9 +3,14 @@
 Every image the discriminator sees (real and generated) passes through the same differentiable
 pipeline. Each transform is applied per sample with probability p. The geometric ones (x-flip,
 90-degree rotations, integer translation, isotropic scaling, arbitrary rotation, anisotropic
-scaling, fractional translation) are composed into one 3x3 matrix per sample and applied with a
-single bilinear resampling (reflection padding); the colour ones (brightness, contrast, luma flip,
-hue rotation, saturation) into one 4x4 matrix. p adapts from r_t = E[sign(D(real))] toward a target.
+scaling, fractional translation) are composed into one 3x3 matrix per sample (pixel units, output
+to input) and applied as the reference (stylegan2-ada-pytorch) does, at twice the resolution so that
+a sub-pixel shift does not blur: reflection padding wide enough for the transformed corners,
+upsampling by 2 with the 12-tap symlet-6 wavelet low-pass filter, one bilinear resampling at 2x,
+then the same filter (time-reversed) and decimation back to the input size. An orthogonal wavelet
+filter makes upsampling followed by downsampling exactly the identity. The colour transforms
+(brightness, contrast, luma flip, hue rotation, saturation) form one 4x4 matrix. p adapts from
+r_t = E[sign(D(real))] toward a target.
 """
 from __future__ import annotations
 
@@ -18,6 +23,12 @@ import torch.nn.functional as F
 GEOMETRIC = ("xflip", "rotate90", "xint", "scale", "rotate", "aniso", "xfrac")
 COLOUR = ("brightness", "contrast", "lumaflip", "hue", "saturation")
 LUMA = torch.tensor([1.0, 1.0, 1.0, 0.0]) / math.sqrt(3)
+# Decomposition low-pass filter of the Daubechies symlet with 6 vanishing moments (sym6), as tabulated
+# for the discrete wavelet transform; normalised to unit sum where used.
+SYM6 = (0.015404109327027373, 0.0034907120842174702, -0.11799011114819057, -0.048311742585633,
+        0.4910559419267466, 0.787641141030194, 0.3379294217276218, -0.07263752278646252,
+        -0.021060292512300564, 0.04472490177066578, 0.0017677118642428036, -0.007800708325034148)
+SYM6_PAD = len(SYM6) // 4  # margin (in input pixels) the filter needs on each side
 
 
 def _matrix(rows: list, n: int, device) -> torch.Tensor:
@@ -59,8 +70,8 @@ class AugmentPipe(torch.nn.Module):
         prob = self.p if prob is None else prob
         return (torch.rand(n, device=dev, generator=gen) < prob).float()
 
-    def _geometry(self, n: int, size: int, dev, gen) -> torch.Tensor:
-        """Per-sample 3x3 matrices mapping output to input coordinates (normalised [-1, 1])."""
+    def _geometry(self, n: int, h: int, w: int, dev, gen) -> torch.Tensor:
+        """Per-sample 3x3 matrices mapping output to input pixel coordinates (origin at the image centre)."""
         g = torch.eye(3, device=dev).repeat(n, 1, 1)
         on = lambda name: name in self.transforms  # noqa: E731 - tiny local predicate
         rand = lambda: torch.rand(n, device=dev, generator=gen)  # noqa: E731
@@ -73,8 +84,7 @@ class AugmentPipe(torch.nn.Module):
             g = g @ rotate2d(k * math.pi / 2, n, dev)
         if on("xint"):
             frac = (torch.rand(2, n, device=dev, generator=gen) * 2 - 1) * 0.125 * self._gate(n, dev, gen)
-            t = torch.round(frac * size) * 2 / size  # whole pixels, in normalised [-1, 1] units
-            g = g @ translate2d(t[0], t[1], n, dev)
+            g = g @ translate2d(torch.round(frac[0] * w), torch.round(frac[1] * h), n, dev)  # whole pixels
         if on("scale"):
             s = torch.exp2(randn() * self.std["scale"] * self._gate(n, dev, gen))
             g = g @ scale2d(s, s, n, dev)
@@ -88,7 +98,7 @@ class AugmentPipe(torch.nn.Module):
             g = g @ rotate2d((rand() * 2 - 1) * math.pi * self._gate(n, dev, gen, p_rot), n, dev)
         if on("xfrac"):
             gate = self._gate(n, dev, gen)
-            g = g @ translate2d(randn() * self.std["translate"] * 2 * gate, randn() * self.std["translate"] * 2 * gate,
+            g = g @ translate2d(randn() * self.std["translate"] * w * gate, randn() * self.std["translate"] * h * gate,
                                 n, dev)
         return g
 
@@ -124,13 +134,64 @@ class AugmentPipe(torch.nn.Module):
         geo = [t for t in self.transforms if t in GEOMETRIC]
         x = images
         if geo:
-            theta = self._geometry(n, h, dev, generator)[:, :2, :]
-            grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
-            x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+            x = geometric_resample(x, self._geometry(n, h, w, dev, generator))
         if any(t in COLOUR for t in self.transforms):
             c = self._colour(n, dev, generator).to(x.dtype)
             x = torch.einsum("nij,njhw->nihw", c[:, :3, :3], x) + c[:, :3, 3, None, None]
         return x
+
+
+def _sym6(device, dtype) -> torch.Tensor:
+    f = torch.tensor(SYM6, dtype=torch.float64)
+    return (f / f.sum()).to(device=device, dtype=dtype)
+
+
+def _separable(x: torch.Tensor, f: torch.Tensor, pad: tuple[int, int], flip: bool) -> torch.Tensor:
+    """Filter rows and columns with the 1-D ``f`` (a convolution, or a correlation when not ``flip``);
+    ``pad`` before/after on both axes, negative values crop."""
+    c = x.shape[1]
+    f = f.flip(0) if flip else f
+    lo, hi = pad
+    x = F.pad(x, [max(lo, 0), max(hi, 0)] * 2)
+    x = x[:, :, max(-lo, 0):x.shape[2] - max(-hi, 0), max(-lo, 0):x.shape[3] - max(-hi, 0)]
+    x = F.conv2d(x, f.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
+    return F.conv2d(x, f.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
+
+
+def _supersample_pad(g: torch.Tensor, h: int, w: int) -> list[int]:
+    """Reflection padding [left, right, top, bottom] that covers every sample's transformed corners
+    plus the filter's margin (at most the image size less one, as reflection allows)."""
+    cx, cy = (w - 1) / 2, (h - 1) / 2
+    corners = torch.tensor([[-cx, -cy, 1], [cx, -cy, 1], [cx, cy, 1], [-cx, cy, 1]], dtype=g.dtype, device=g.device)
+    xy = (g @ corners.t())[:, :2, :].permute(1, 0, 2).flatten(1)  # (2, N * 4)
+    margin = torch.cat([-xy, xy]).max(dim=1).values  # x0, y0, x1, y1
+    margin = margin + torch.tensor([SYM6_PAD * 2 - cx, SYM6_PAD * 2 - cy] * 2, dtype=g.dtype, device=g.device)
+    limit = torch.tensor([w - 1, h - 1] * 2, dtype=g.dtype, device=g.device)
+    mx0, my0, mx1, my1 = (int(v) for v in margin.clamp(min=0).minimum(limit).ceil().tolist())
+    return [mx0, mx1, my0, my1]
+
+
+def geometric_resample(images: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """Resample each image through its matrix ``g`` (N, 3, 3; output -> input pixel coordinates centred on
+    the image) at twice the resolution: pad, sym6-upsample, bilinear, sym6-downsample. Same size out."""
+    n, c, h, w = images.shape
+    dev, f = images.device, _sym6(images.device, images.dtype)
+    g = g.to(device=dev, dtype=torch.float32)
+    mx0, mx1, my0, my1 = _supersample_pad(g, h, w)
+    x = F.pad(images, [mx0, mx1, my0, my1], mode="reflect")
+    g = translate2d((mx0 - mx1) / 2, (my0 - my1) / 2, n, dev) @ g  # the padded image's centre moved
+    up = x.new_zeros(n, c, x.shape[2] * 2, x.shape[3] * 2)  # zero insertion, then the filter (gain 2 per axis)
+    up[:, :, ::2, ::2] = x
+    x = _separable(up, f * 2, ((len(SYM6) + 1) // 2, (len(SYM6) - 2) // 2), flip=True)
+    half, double = scale2d(0.5, 0.5, n, dev), scale2d(2, 2, n, dev)
+    shift, unshift = translate2d(-0.5, -0.5, n, dev), translate2d(0.5, 0.5, n, dev)
+    g = shift @ double @ g @ half @ unshift  # the same map in the 2x grid's pixel coordinates
+    out_h, out_w = (h + SYM6_PAD * 2) * 2, (w + SYM6_PAD * 2) * 2
+    g = scale2d(2 / x.shape[3], 2 / x.shape[2], n, dev) @ g @ scale2d(out_w / 2, out_h / 2, n, dev)  # normalised
+    grid = F.affine_grid(g[:, :2, :].to(x.dtype), [n, c, out_h, out_w], align_corners=False)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    pad = -SYM6_PAD * 2 + (len(SYM6) - 2) // 2  # crop the extra margin back to h, w
+    return _separable(x, f, (pad, pad), flip=False)[:, :, ::2, ::2]
 
 
 def _rotate_about(axis: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:

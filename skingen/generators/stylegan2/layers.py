@@ -49,11 +49,6 @@ def upsample2x(x: torch.Tensor) -> torch.Tensor:
     return _filter(up, fir_kernel(x.device) * 4, (2, 1, 2, 1))
 
 
-def downsample2x(x: torch.Tensor) -> torch.Tensor:
-    """FIR filter then keep every second sample."""
-    return _filter(x, fir_kernel(x.device), (1, 1, 1, 1))[:, :, ::2, ::2]
-
-
 class EqualLinear(torch.nn.Module):
     """Fully connected layer with equalised learning rate and an optional lrelu activation."""
 

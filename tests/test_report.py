@@ -6,8 +6,6 @@ import os
 import shutil
 from pathlib import Path
 
-import pytest
-
 from builders import read_rows
 from skingen.grid.plan import Cell
 from skingen.report.build import build_report
@@ -51,6 +49,33 @@ def test_missing_cells_shown_with_reason_never_zero(smoke_results, tmp_path):
     assert any(r["Arm"] == "oversample x1" and "failed: RuntimeError: disk full" in r["Reason"] for r in missing)
     glob = read_rows(copy / "report" / "tables" / "classifier_global.csv")
     assert {r["Arm"] for r in glob} == {"real"}  # the failed cell is absent, not a row of zeros
+
+
+def _as_seed(folder, seed: int) -> None:
+    """Relabel a copied results folder's classifier cells as classifier seed ``seed`` (keys unchanged)."""
+    plan = json.loads((folder / "plan.json").read_text())
+    for cell in plan["cells"]:
+        if cell["stage"] == "train_clf":
+            cell["config"]["train"]["seed"] = seed
+    (folder / "plan.json").write_text(json.dumps(plan))
+
+
+def test_report_pools_folders_of_one_study_and_refuses_a_cell_twice(smoke_results, tmp_path, cli):
+    later = tmp_path / "later"
+    shutil.copytree(smoke_results, later)
+    _as_seed(later, 1)
+    res = cli("report", smoke_results, later, "--out", tmp_path / "pooled", "--n-boot", "200")
+    assert res.code == 0, res.err
+    glob = read_rows(tmp_path / "pooled" / "tables" / "classifier_global.csv")
+    assert {r["Seeds"] for r in glob} == {"2"}
+    long = read_rows(tmp_path / "pooled" / "tables" / "cells_long.csv")
+    assert sorted({r["seed"] for r in long}) == ["0", "1"] and len(long) == 4 * 13
+    summary = json.loads((tmp_path / "pooled" / "summary.json").read_text())
+    assert summary["bootstrap"]["n_boot"] == 200 and len(summary["results_folders"]) == 2
+    effects = read_rows(tmp_path / "pooled" / "effects.csv")
+    assert {"factor", "ci_lo", "ci_hi", "status"} <= set(effects[0])
+    twice = cli("report", smoke_results, smoke_results, "--out", tmp_path / "twice")
+    assert twice.code == 2 and "same cell" in twice.err and len(twice.err.strip().splitlines()) == 1
 
 
 def _browser(tmp_path):

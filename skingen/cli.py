@@ -132,13 +132,13 @@ def _add_classify(sub: argparse._SubParsersAction) -> None:
 def _cmd_run(a: argparse.Namespace) -> int:
     from .grid.run import run_study, submit_driver
 
-    if a.detach:
+    if a.detach and not a.check:
         job = submit_driver(a.study, a.out)
         print(f"driver job {job} submitted: it runs every stage on SLURM and writes the report; "
               f"follow it with 'skingen status' on the results folder")
         return 0
 
-    summary = run_study(a.study, executor=a.executor, out=a.out, dry_run=a.dry_run, until=a.until)
+    summary = run_study(a.study, executor=a.executor, out=a.out, dry_run=a.dry_run, until=a.until, check=a.check)
     failed = sum(c["failed"] for c in summary.values())
     blocked = sum(c["blocked"] for c in summary.values())
     if failed or blocked:
@@ -171,6 +171,9 @@ def _add_grid(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--executor", choices=("debug", "local", "slurm"), help="default: the study's executor.kind")
     p.add_argument("--out", help="results folder (default results/<study name>)")
     p.add_argument("--dry-run", action="store_true", help="print cells per stage and their state; run nothing")
+    p.add_argument("--check", action="store_true",
+                   help="check data, assets, cluster, container, results folder and disk; submit nothing "
+                        "(always done before submitting to SLURM)")
     p.add_argument("--detach", action="store_true", help="slurm: submit a driver job and return at once")
     p.add_argument("--until", metavar="STAGE", help="run stages up to STAGE only (e.g. pack: prepare the data)")
     p.set_defaults(fn=_cmd_run)
@@ -254,8 +257,8 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     try:
         code = args.fn(args)
-    except UserError as exc:
-        print(f"skingen: error: {exc}", file=sys.stderr)
+    except UserError as exc:  # one line per problem
+        print("\n".join(f"skingen: error: {line}" for line in str(exc).splitlines() or [""]), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("skingen: interrupted", file=sys.stderr)

@@ -95,6 +95,7 @@ FIELD_CASES = [
     ("smoke", "[classify.train]\nnum_workers = -1", "classify.train.num_workers = -1: must be an integer >= 0"),
     ("smoke", "[classify.train]\ngradcam_per_class = -1", "classify.train.gradcam_per_class = -1: must be"),
     ("smoke", "[classify.train]\ncheckpoint_every = -1", "classify.train.checkpoint_every = -1: must be"),
+    ("smoke", '[classify.train]\nkeep_weights = "last"', "classify.train.keep_weights 'last' unknown; use best, none"),
     ("smoke", "[classify.train]\nseed = 3", "classify.train.seed = 3: set by study.seeds; remove it"),
     ("smoke", '[classify.train]\nmodel = "vgg16"', "classify.train.model = 'vgg16': set by classify.models"),
     ("smoke", '[executor]\nkind = "cloud"', "executor.kind 'cloud' unknown; use debug, local, slurm"),

@@ -52,6 +52,7 @@ class TrainConfig:
     seed: int = 0
     gradcam_per_class: int = 2
     checkpoint_every: int = 1  # epochs between full-state saves; 0: only when stopped by a signal
+    keep_weights: str = "best"  # "none": delete best_model.pt and the training state once predictions are written
 
 
 @dataclass
@@ -191,4 +192,15 @@ def _finish(run: Run, test_ds: ShardDataset, composition: dict, seconds: float) 
             gradcam_grid(model, run.cfg.model, test_ds, out / "gradcam.png", run.cfg.gradcam_per_class)
         write_json(out / "train_summary.json", summary)
     acc.wait_for_everyone()
+    if run.cfg.keep_weights == "none" and acc.is_main_process:
+        drop_weights(out)
     return summary
+
+
+def drop_weights(out: Path) -> None:
+    """Delete a finished cell's network snapshot and training state (``keep_weights = "none"``)."""
+    import shutil
+
+    (out / "best_model.pt").unlink(missing_ok=True)
+    (out / "progress.json").unlink(missing_ok=True)
+    shutil.rmtree(out / "state", ignore_errors=True)

@@ -18,7 +18,7 @@ import torch
 import torch.utils.data
 
 from .. import __version__
-from ..errors import UserError
+from ..errors import DamagedFile, UserError
 from .classes import CLASS_NAMES
 
 STR = h5py.string_dtype("utf-8")
@@ -115,7 +115,12 @@ class ShardReader:
         self._h5: h5py.File | None = None
         self._images: h5py.Dataset | None = None
         self._pid = None
-        with h5py.File(self.path, "r") as h5:
+        try:
+            h5 = h5py.File(self.path, "r")
+        except OSError as exc:
+            raise DamagedFile(self.path, str(exc).splitlines()[0], "re-create it ('skingen data pack' or the "
+                              "command that wrote it)") from None
+        with h5:
             if "images" not in h5 or "labels" not in h5:
                 raise UserError(f"{self.path}: not a SkinGenBench shard (no images/labels); re-pack it")
             self.attrs = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in h5.attrs.items()}

@@ -132,6 +132,8 @@ def _train_cells(spec: StudySpec, packs: dict[str, Cell], samples: list[Cell]) -
         for model in c.models:
             for seed in spec.seeds:
                 train = asdict(replace(c.train, model=model, seed=seed))
+                if train["keep_weights"] == "best":  # the default leaves the keys of earlier studies as they were
+                    del train["keep_weights"]
                 for arm in c.arms:
                     for name, dose, gen in _arm_cells(arm, c.doses):
                         arm_cfg = {"name": name, "dose": dose, "target_class": c.target_class, "seed": seed}

@@ -11,9 +11,11 @@ from pathlib import Path
 
 from ..atomic import write_json
 from ..errors import UserError
+from . import damage
 from .executors import make_backend
 from .plan import STAGES, Cell, plan_study
 from .profile import Profile, load_profile
+from .preflight import check_or_raise
 from .schedule import run_cells
 from .spec import StudySpec, load_study
 from .store import cell_state, marker, stale_folders
@@ -34,7 +36,7 @@ def plan_table(cells: list[Cell], root: Path) -> list[str]:
         if not sub:
             continue
         states = Counter(cell_state(c, root) for c in sub)
-        stale = sum(bool(stale_folders(c, root)) for c in sub)
+        stale = sum(bool(stale_folders(c, root)) or damage.damaged(c, root) is not None for c in sub)
         lines.append(f"{stage:<14} {len(sub):>5} {states['done']:>5} {states['running']:>7} {states['failed']:>6} "
                      f"{states['pending']:>7} {stale:>5}")
     return lines
@@ -59,22 +61,37 @@ def _profile(spec: StudySpec, kind: str) -> Profile:
 
 
 def run_study(study: str | os.PathLike, executor: str | None = None, out: str | os.PathLike | None = None,
-              dry_run: bool = False, poll: float = 1.0, until: str | None = None) -> dict[str, Counter]:
+              dry_run: bool = False, poll: float = 1.0, until: str | None = None, check: bool = False,
+              preflight: bool = True) -> dict[str, Counter]:
     """Run every cell not yet done, each as soon as its dependencies are (stages up to ``until`` only, then no
-    report); returns per-stage counts."""
+    report); returns per-stage counts. ``check``: only the preflight checks (always run before SLURM unless
+    ``preflight`` is off, as in the driver job, whose submitter ran them)."""
     if until is not None and until not in STAGES:
         raise UserError(f"--until {until!r}: not a stage; stages in order: {', '.join(STAGES)}")
     spec = load_study(study)
     kind = executor or spec.executor.kind
     root = results_root(spec, out).resolve()
     cells = plan_study(spec)
-    _save_plan(spec, cells, root)
+    stages = STAGES[:STAGES.index(until) + 1] if until else STAGES
     if dry_run:
+        _save_plan(spec, cells, root)
         print("\n".join(plan_table(cells, root)))
         return {}
-    backend = make_backend(kind, root, _profile(spec, kind), spec.executor.max_parallel, poll)
-    summary = run_cells(cells, root, backend, kind, STAGES[:STAGES.index(until) + 1] if until else STAGES)
+    profile = _profile(spec, kind)
+    if check:
+        check_or_raise(spec, cells, root, kind, profile, stages)
+        return {}
+    damage.reset(cells, root)  # cells found damaged earlier are rebuilt from nothing
+    if kind == "slurm" and preflight:
+        check_or_raise(spec, cells, root, kind, profile, stages)
+    elif lines := damage.scan(cells, root):
+        raise UserError("\n".join(lines))
+    _save_plan(spec, cells, root)
+    backend = make_backend(kind, root, profile, spec.executor.max_parallel, poll)
+    summary = run_cells(cells, root, backend, kind, stages)
     print("\n".join(plan_table(cells, root)))
+    if lines := damage.marked_lines(cells, root):  # found by cells of this run: rebuilt by the next
+        raise UserError("\n".join(lines))
     if until:
         print(f"stopped after stage {until} as asked; run again without --until for the rest and the report")
         return summary
@@ -93,12 +110,15 @@ def submit_driver(study: str | os.PathLike, out: str | os.PathLike | None = None
 
     spec = load_study(study)
     root = results_root(spec, out).resolve()
+    cells = plan_study(spec)
+    damage.reset(cells, root)
+    check_or_raise(spec, cells, root, "slurm", _profile(spec, "slurm"))
     profile = _profile(spec, "slurm").for_stage("driver")
     executor = submitit.AutoExecutor(folder=root / ".submitit" / f"driver-{time.strftime('%Y%m%d-%H%M%S')}" / "%j",
                                      cluster="slurm")
     executor.update_parameters(name=f"skingen-driver-{spec.name}", timeout_min=max(profile.timeout_min, 24 * 60),
                                cpus_per_task=1, mem_gb=2, slurm_partition=profile.partition or None)
-    job = executor.submit(run_study, str(Path(study).resolve()), "slurm", str(root))
+    job = executor.submit(run_study, str(Path(study).resolve()), "slurm", str(root), preflight=False)
     return str(job.job_id)
 
 
@@ -109,6 +129,7 @@ def status_lines(root: str | os.PathLike) -> list[str]:
     if not plan.is_file():
         raise UserError(f"{plan}: not found; is {root} a study results folder (made by 'skingen run')?")
     cells = [Cell(**c) for c in json.loads(plan.read_text())["cells"]]
+    damage.scan(cells, root)  # done cells with a damaged file become stale
     lines = plan_table(cells, root)
     for c in cells:
         state = cell_state(c, root)
@@ -116,4 +137,4 @@ def status_lines(root: str | os.PathLike) -> list[str]:
             info = marker(c.folder(root) / ("FAILED" if state == "failed" else "RUNNING"))
             lines.append(f"{state}: {c.stage}/{c.folder(root).name} log {info.get('log', '?')}"
                          + (f" error: {info.get('error', '?')}" if state == "failed" else ""))
-    return lines
+    return lines + [f"stale: {text}" for text in damage.marked_lines(cells, root)]

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..atomic import write_json, write_text
+from . import damage
 from .plan import Cell
 
 STATES = ("done", "running", "failed", "pending")
@@ -86,9 +87,12 @@ def execute_cell(cell: Cell, root: Path, inputs: dict[str, Path], fn, is_main: b
     except BaseException as exc:
         if is_main and not _is_preemption(exc):
             write_text(folder / "error.txt", traceback.format_exc())
-            write_json(folder / "FAILED", {**record["job"], "error": f"{type(exc).__name__}: {exc}".splitlines()[0],
-                                           "traceback": str(folder / "error.txt")})
+            named = damage.explain(cell, root, inputs, exc)  # a damaged input or state file: named, its cell marked
+            error = str(named) if named else f"{type(exc).__name__}: {exc}".splitlines()[0]
+            write_json(folder / "FAILED", {**record["job"], "error": error, "traceback": str(folder / "error.txt")})
             (folder / "RUNNING").unlink(missing_ok=True)
+            if named:
+                raise named from exc
         raise
     if is_main:
         record.update({"result": result, "timings": {"start": start, "end": time.time(), "seconds": time.time() - start}})

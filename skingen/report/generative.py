@@ -5,7 +5,7 @@ import json
 from itertools import combinations
 from pathlib import Path
 
-from ..data.classes import CLASS_INDEX
+from ..data.classes import shard_classes
 from ..data.shards import ShardReader
 from ..errors import UserError
 from ..metrics.features import load_cached_features
@@ -71,12 +71,17 @@ def _difference_row(res: Results, pipe: str, a: tuple, b: tuple) -> list[str]:
     return row
 
 
+def instance_label(config: dict) -> str:
+    """The generator's name, with its instance seed when the study trained several instances."""
+    return config["generator"] + (f" (instance {config['instance']})" if "instance" in config else "")
+
+
 def gen_metrics_table(res: Results) -> tuple[Table, list[list[str]]]:
     """One matched-N row per generator cell, one FID-difference row per pair of generators of a pipeline, and
     rows for missing cells."""
     body, missing, done = [], [], {}
     for cell in res.of_stage("gen_metrics"):
-        pipe, gen = cell.config["pipeline"], cell.config["generator"]
+        pipe, gen = cell.config["pipeline"], instance_label(cell.config)
         if res.states[cell.key] != "done":
             missing.append([pipe, f"generator {gen}", "—", "—", f"generative metrics {res.reason(cell)}"])
             continue
@@ -111,7 +116,9 @@ def sample_figures(res: Results) -> list[tuple[str, Path | None, str]]:
     out = []
     metrics = {c.deps["sample"]: c for c in res.of_stage("gen_metrics")}
     for train in res.of_stage("train_gen"):
-        name = f"{train.config['generator']} ({train.config['pipeline']})"
+        seed = train.config["config"].get("seed", 0)
+        name = f"{train.config['generator']} ({train.config['pipeline']}" + (
+            f", instance seed {seed})" if train.name.endswith(f"-g{seed}") else ")")
         grids = sorted((res.folder(train) / "samples").glob("step_*.png"))
         done = res.states[train.key] == "done"
         out.append((f"Samples of {name}", grids[-1] if done and grids else None,
@@ -136,7 +143,8 @@ def generator_checks(res: Results) -> list[tuple[str, bool | None, str]]:
         summary = json.loads((res.folder(cell) / "train_summary.json").read_text())
         shard = Path(summary["train_shard"])
         classes = summary["config"]["classes"]
-        expected = int(sum((ShardReader(shard).labels == CLASS_INDEX[c]).sum() for c in classes))
+        reader = ShardReader(shard)
+        expected = int(sum((reader.labels == shard_classes(reader).index(c)).sum() for c in classes))
         ok = shard.name == "train.h5" and summary["train_images"] == expected
         bad += not ok
         evidence.append(f"{cell.name}: {summary['train_images']} images of {'/'.join(classes)} from {shard.name}")
@@ -145,6 +153,6 @@ def generator_checks(res: Results) -> list[tuple[str, bool | None, str]]:
     for cell in res.of_stage("sample"):
         if res.states[cell.key] == "done":
             reader = ShardReader(res.folder(cell) / "synthetic.h5")
-            wrong += int((reader.labels != CLASS_INDEX[cell.config["target_class"]]).sum())
+            wrong += int((reader.labels != shard_classes(reader).index(cell.config["target_class"])).sum())
     checks.append(("synthetic shards hold the target class only", wrong == 0, f"{wrong} images of another class"))
     return checks

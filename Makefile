@@ -58,6 +58,7 @@ bench: install
 	$(PY) benchmarks/bench_ddpm.py
 	$(PY) benchmarks/bench_metrics.py
 	$(PY) benchmarks/bench_grid.py
+	$(PY) benchmarks/bench_calibration.py
 
 clean:
 	rm -rf $(DEMO_OUT) .pytest_cache

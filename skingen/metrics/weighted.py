@@ -58,7 +58,7 @@ def odds_ratio(tp, fn, fp, tn) -> np.ndarray:
     return np.where((tp + fp == 0) | (fn + tn == 0), np.nan, dor)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=False)  # a read-only install (container) cannot hold a cache
 def _ranked_sums(w_t, order, pos, group_end, descending):  # pragma: no cover - compiled
     """Per replicate: positive weight, negative weight, and the AUC numerator (ascending) or the AP
     numerator (descending), walking the images in score order one tie group at a time. ``w_t`` is

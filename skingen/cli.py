@@ -16,7 +16,7 @@ from .errors import UserError
 def _cmd_phantom(a: argparse.Namespace) -> None:
     from .data.phantom import make_phantom
 
-    out = make_phantom(a.out, a.n, size=a.size, seed=a.seed, workers=a.workers)
+    out = make_phantom(a.out, a.n, size=a.size, seed=a.seed, workers=a.workers, classes=a.classes)
     print(f"phantom: {a.n} images in HAM10000 layout -> {out} (ground truth in {out / 'ground_truth'})")
 
 
@@ -24,7 +24,7 @@ def _cmd_ingest(a: argparse.Namespace) -> None:
     from .data.ingest import ingest, summary_lines
 
     out, report, records = ingest(a.roots, a.out, source=a.source, modality=a.milk10k_modality,
-                                  verify=not a.no_verify, workers=a.workers)
+                                  verify=not a.no_verify, workers=a.workers, classes=a.classes)
     print("\n".join(summary_lines(records, report, out)))
 
 
@@ -33,8 +33,11 @@ def _cmd_split(a: argparse.Namespace) -> None:
 
     cfg = SplitConfig(val=a.val, test=a.test, seed=a.seed, dedup=a.dedup, dedup_distance=a.dedup_distance,
                       max_group_size=a.max_group_size)
-    out, rows = make_split(a.manifest, a.out, cfg)
-    print("\n".join(split_table(rows)))
+    out, rows = make_split(a.manifest, a.out, cfg, classes=a.classes)
+    info = json.loads(out.with_suffix(".json").read_text())
+    print("\n".join(split_table(rows, tuple(info["classes"]))))
+    for note in info["dropped_classes"].values():
+        print(f"warning: class dropped: {note}")
     if a.dedup:
         from .data.groups import group_lines
 
@@ -46,7 +49,7 @@ def _cmd_split(a: argparse.Namespace) -> None:
 def _cmd_pack(a: argparse.Namespace) -> None:
     from .data.pack import pack
 
-    shards = pack(a.split, a.out, a.size, pipeline=a.pipeline, workers=a.workers)
+    shards = pack(a.split, a.out, a.size, pipeline=a.pipeline, workers=a.workers, classes=a.classes)
     print("shards: " + ", ".join(f"{k}={v}" for k, v in shards.items()))
     print(f"quarantine list: {Path(a.out) / 'quarantine.csv'}")
 
@@ -98,7 +101,7 @@ def _cmd_classify_metrics(a: argparse.Namespace) -> None:
     from .atomic import write_json
     from .metrics.predictions import evaluate_predictions
 
-    res = evaluate_predictions(a.predictions, a.baseline, n_boot=a.n_boot, seed=a.seed)
+    res = evaluate_predictions(a.predictions, a.baseline, n_boot=a.n_boot, seed=a.seed, target_class=a.target_class)
     out = Path(a.out or Path(a.predictions).with_name("metrics.json"))
     write_json(out, res)
     print(", ".join(f"{k} {res[k]:.3f} [{res[k + '_ci'][0]:.3f}, {res[k + '_ci'][1]:.3f}]"
@@ -125,6 +128,8 @@ def _add_classify(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--baseline", help="predictions.csv of the real-only arm, for paired deltas")
     p.add_argument("--out", help="default: metrics.json beside the predictions")
     p.add_argument("--n-boot", dest="n_boot", type=int, default=1000)
+    p.add_argument("--target-class", dest="target_class", default="MEL",
+                   help="class the mel_* metrics score when the predictions have no MEL column")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(fn=_cmd_classify_metrics)
 
@@ -194,6 +199,7 @@ def _add_grid(sub: argparse._SubParsersAction) -> None:
 def _add_data(sub: argparse._SubParsersAction) -> None:
     data = sub.add_parser("data", help="phantom dataset, ingest, split, pack").add_subparsers(dest="data_cmd", required=True)
     workers = dict(type=int, default=min(2, os.cpu_count() or 1), help="worker processes (default: %(default)s)")
+    classes = dict(default="paper5", help="class set: paper5 (default: NV BCC BKL MEL SCC), ham7, isic2019, FILE.toml")
 
     p = data.add_parser("phantom", help="write a procedural phantom dataset in HAM10000 layout")
     p.add_argument("--out", required=True, help="output folder")
@@ -201,6 +207,7 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--size", type=int, default=256, help="short side in px; images are 4:3 like HAM10000")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", **workers)
+    p.add_argument("--classes", **classes)
     p.set_defaults(fn=_cmd_phantom)
 
     p = data.add_parser("ingest", help="read HAM10000 / MILK10k / ISIC / folder data into manifest.csv")
@@ -210,6 +217,7 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--milk10k-modality", default="dermoscopic", help="dermoscopic|clinical|all")
     p.add_argument("--no-verify", action="store_true", help="skip decoding every image")
     p.add_argument("--workers", **workers)
+    p.add_argument("--classes", **classes)
     p.set_defaults(fn=_cmd_ingest)
 
     p = data.add_parser("split", help="lesion-grouped stratified train/val/test split")
@@ -222,6 +230,7 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dedup-distance", type=int, default=6, help="max pHash Hamming distance")
     p.add_argument("--max-group-size", type=int, default=20,
                    help="stop when merging near-duplicates makes a group of more images than this (default 20)")
+    p.add_argument("--classes", **classes)
     p.set_defaults(fn=_cmd_split)
 
     p = data.add_parser("pack", help="preprocess a split into HDF5 shards")
@@ -230,6 +239,7 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--size", type=int, required=True, help="square image size in px")
     p.add_argument("--pipeline", default="basic", help="basic|advanced|PRESET.toml (default basic)")
     p.add_argument("--workers", **workers)
+    p.add_argument("--classes", **classes)
     p.set_defaults(fn=_cmd_pack)
 
 

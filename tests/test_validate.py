@@ -81,6 +81,8 @@ FIELD_CASES = [
     ("smoke", "[classify]\ndoses = [0.0]", "classify.doses = [0.0]: must be a non-empty list of unique items, "
      "each a finite number > 0"),
     ("smoke", '[classify]\ntarget_class = "mel"', "classify.target_class 'mel' unknown; use NV, BCC, BKL, MEL, SCC"),
+    ("smoke", '[classify]\ntarget_class = "M-L"', "classify.target_class = 'M-L': must be a class name"),
+    ("smoke", '[study]\nclasses = "ham9"', "study.classes 'ham9' unknown; use paper5, ham7, isic2019 or a class set"),
     ("smoke", "[classify]\nn_boot = 5", "classify.n_boot = 5: must be an integer >= 10"),
     ("smoke", "[classify.train]\nepochs = 0", "classify.train.epochs = 0: must be an integer >= 1"),
     ("smoke", "[classify.train]\nlr = -1", "classify.train.lr = -1.0: must be a finite number > 0"),
@@ -172,6 +174,9 @@ CROSS_CASES = [
     ("_classifier_size", "smoke", '[study]\nimage_size = 16\n[classify]\nmodels = ["vgg16"]', (),
      "study.image_size = 16: vgg16 halves it 5 times; use at least 32"),
     ("_phantom_splits", "smoke", "[data.phantom]\nn = 20", (), "data.phantom.n = 20: class "),
+    ("_class_set", "smoke", '[study]\nclasses = "ham7"\n[classify]\ntarget_class = "SCC"', (),
+     "classify.target_class 'SCC' unknown; use AKIEC, BCC, BKL, DF, MEL, NV, VASC"),
+    ("_class_set", "smoke", '[study]\nclasses = "no-such-set.toml"', (), "study.classes = "),
 ]
 
 

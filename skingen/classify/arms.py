@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.classes import CLASS_INDEX, CLASS_NAMES
+from ..data.classes import shard_classes
 from ..data.shards import ShardReader
 from ..errors import UserError
 
@@ -45,13 +45,17 @@ class Arm:
     composition: dict = field(default_factory=dict)
 
 
-def _check(cfg: ArmConfig) -> None:
+def _check(cfg: ArmConfig, real: ShardReader) -> int:
+    """The target class's label index in the real shard, after checking the config."""
+    names = shard_classes(real)
     if cfg.name not in ARMS:
         raise UserError(f"arm {cfg.name!r} unknown; use one of {', '.join(ARMS)}")
-    if cfg.target_class not in CLASS_INDEX:
-        raise UserError(f"target_class {cfg.target_class!r} unknown; use one of {', '.join(CLASS_NAMES)}")
+    if cfg.target_class not in names:
+        raise UserError(f"target_class {cfg.target_class!r} is not a class of {real.path} ({', '.join(names)}); "
+                        "use one of them")
     if cfg.dose < 0:
         raise UserError(f"dose must be >= 0 (got {cfg.dose})")
+    return names.index(cfg.target_class)
 
 
 def open_synthetic(cfg: ArmConfig, real: ShardReader) -> ShardReader:
@@ -65,7 +69,10 @@ def open_synthetic(cfg: ArmConfig, real: ShardReader) -> ShardReader:
     if syn.attrs.get("image_size") != real.attrs.get("image_size"):
         raise UserError(f"{syn.path}: image size {syn.attrs.get('image_size')} differs from the real shard's "
                         f"{real.attrs.get('image_size')}; sample at the study's size")
-    target = CLASS_INDEX[cfg.target_class]
+    if shard_classes(syn) != shard_classes(real):
+        raise UserError(f"{syn.path}: classes {list(shard_classes(syn))} differ from the real shard's "
+                        f"{list(shard_classes(real))}; sample it from a generator of this study")
+    target = shard_classes(real).index(cfg.target_class)
     if len(syn) and not (syn.labels == target).all():
         raise UserError(f"{syn.path}: holds classes other than {cfg.target_class}")
     return syn
@@ -73,8 +80,8 @@ def open_synthetic(cfg: ArmConfig, real: ShardReader) -> ShardReader:
 
 def build_arm(real: ShardReader, cfg: ArmConfig) -> tuple[Arm, ShardReader | None]:
     """Compose the training set of ``cfg`` over the real train shard (and its synthetic shard)."""
-    _check(cfg)
-    target = CLASS_INDEX[cfg.target_class]
+    target = _check(cfg, real)
+    names = shard_classes(real)
     rng = np.random.default_rng(cfg.seed)
     target_idx = np.flatnonzero(real.labels == target)
     dose_n = int(round(cfg.dose * len(target_idx)))
@@ -95,20 +102,21 @@ def build_arm(real: ShardReader, cfg: ArmConfig) -> tuple[Arm, ShardReader | Non
     labels = np.array([real.labels[i] if src == REAL else target for src, i, _ in entries])
     weights = None
     if cfg.name == "class_weighted":
-        counts = np.bincount(labels, minlength=len(CLASS_NAMES)).astype(float)
-        w = np.where(counts > 0, counts.sum() / (len(CLASS_NAMES) * np.maximum(counts, 1)), 0.0)
+        counts = np.bincount(labels, minlength=len(names)).astype(float)
+        w = np.where(counts > 0, counts.sum() / (len(names) * np.maximum(counts, 1)), 0.0)
         weights = torch.tensor(w, dtype=torch.float32)
     return Arm(entries, labels, weights, _composition(cfg, real, entries, synthetic, weights, dose_n)), synthetic
 
 
 def _composition(cfg: ArmConfig, real: ShardReader, entries, synthetic, weights, dose_n: int) -> dict:
-    per_class = {c: {"real": 0, "gta": 0, "oversample": 0, "synthetic": 0} for c in CLASS_NAMES}
+    names = shard_classes(real)
+    per_class = {c: {"real": 0, "gta": 0, "oversample": 0, "synthetic": 0} for c in names}
     seen_real: set[int] = set()
     for src, i, strong in entries:
         if src == SYNTHETIC:
             per_class[cfg.target_class]["synthetic"] += 1
             continue
-        cls = CLASS_NAMES[real.labels[i]]
+        cls = names[real.labels[i]]
         kind = "real" if i not in seen_real else ("gta" if strong else "oversample")
         seen_real.add(i)
         per_class[cls][kind] += 1

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from ..atomic import atomic_path
-from ..data.classes import CLASS_NAMES
+from ..data.classes import shard_classes
 from .models import MODELS, find_layer
 from .transforms import IMAGENET_MEAN, IMAGENET_STD
 
@@ -20,7 +20,7 @@ def fixed_test_images(image_ids: list[str], labels: np.ndarray, per_class: int) 
     """Indices of the first ``per_class`` images of each class by image id: identical across cells."""
     order = sorted(range(len(image_ids)), key=lambda i: image_ids[i])
     picks = []
-    for k in range(len(CLASS_NAMES)):
+    for k in range(int(labels.max()) + 1 if len(labels) else 0):
         picks += [i for i in order if labels[i] == k][:per_class]
     return picks
 
@@ -49,6 +49,7 @@ def gradcam_grid(model: torch.nn.Module, model_name: str, dataset, out: Path, pe
     from pytorch_grad_cam.utils.image import show_cam_on_image
 
     reader = dataset.readers[0]
+    names = shard_classes(reader)
     picks = fixed_test_images(reader.image_ids, reader.labels, per_class)
     device = next(model.parameters()).device
     x = torch.stack([dataset[i][0] for i in picks]).to(device)
@@ -62,9 +63,9 @@ def gradcam_grid(model: torch.nn.Module, model_name: str, dataset, out: Path, pe
     top, bottom = [], []
     for j, i in enumerate(picks):
         rgb = _denormalise(x[j])
-        top.append(_tile(rgb, f"true {CLASS_NAMES[reader.labels[i]]}"))
+        top.append(_tile(rgb, f"true {names[reader.labels[i]]}"))
         overlay = show_cam_on_image(rgb, maps[j], use_rgb=True).astype(np.float32) / 255
-        bottom.append(_tile(overlay, f"pred {CLASS_NAMES[pred[j]]}"))
+        bottom.append(_tile(overlay, f"pred {names[pred[j]]}"))
     grid = np.vstack([np.hstack(top), np.hstack(bottom)])
     ok, buf = cv2.imencode(".png", cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
     with atomic_path(out) as tmp:

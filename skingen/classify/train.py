@@ -19,6 +19,7 @@ from accelerate.utils import set_seed
 from tqdm import tqdm
 
 from ..atomic import atomic_path, write_csv, write_json
+from ..data.classes import metric_target, shard_classes
 from ..data.shards import ShardDataset, ShardReader
 from ..errors import UserError
 from ..metrics.diagnostic import all_metrics
@@ -84,7 +85,8 @@ def _setup(shards: Path, out: Path, cfg: TrainConfig, arm_cfg: ArmConfig) -> tup
     test_ds = ShardDataset([shards / "test.h5"], transform=_chw_eval())
     accelerator = Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum,
                               cpu=not torch.cuda.is_available())  # cpu=True lets several CPU processes use gloo
-    model = create_model(cfg.model, image_size=size, pretrained=cfg.pretrained, weights_dir=cfg.weights_dir)
+    model = create_model(cfg.model, num_classes=len(shard_classes(real)), image_size=size, pretrained=cfg.pretrained,
+                         weights_dir=cfg.weights_dir)
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     steps = sorted({max(1, round(m * cfg.epochs)) for m in cfg.milestones})
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=steps, gamma=cfg.gamma)
@@ -139,7 +141,8 @@ def _end_epoch(run: Run, train_loss: float, seconds: float) -> None:
     acc, p = run.accelerator, run.progress
     prob = predict(run.model, run.val_ds, acc, num_workers=run.cfg.num_workers)
     y = run.val_ds.labels
-    val = all_metrics(y, prob)
+    target = metric_target(shard_classes(run.val_ds.readers[0]), run.train_ds.arm.composition["target_class"])
+    val = all_metrics(y, prob, target)
     val_loss = float(-np.log(np.clip(prob[np.arange(len(y)), y], 1e-12, 1)).mean())
     p.curves.append({"epoch": p.epoch, "train_loss": round(train_loss, 6), "val_loss": round(val_loss, 6),
                      "val_macro_f1": round(val["macro_f1"], 6), "val_balanced_accuracy": round(val["balanced_accuracy"], 6),
@@ -185,7 +188,8 @@ def _finish(run: Run, test_ds: ShardDataset, composition: dict, seconds: float) 
                "device": str(acc.device), "mixed_precision": run.cfg.mixed_precision}
     if acc.is_main_process:
         reader = test_ds.readers[0]
-        write_predictions(out / "predictions.csv", reader.image_ids, reader.lesion_ids, reader.labels, prob)
+        write_predictions(out / "predictions.csv", reader.image_ids, reader.lesion_ids, reader.labels, prob,
+                          shard_classes(reader))
         if run.cfg.gradcam_per_class:
             from .gradcam import gradcam_grid
 

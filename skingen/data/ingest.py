@@ -12,7 +12,7 @@ from tqdm import tqdm
 from ..atomic import write_csv
 from ..errors import BadImage, UserError
 from ..parallel import process_pool
-from .classes import CLASS_NAMES
+from .classes import ClassSet, load_class_set
 from .images import image_note, load_rgb
 from .records import IngestReport, Record
 from .sources import folder, ham10000, isic, milk10k
@@ -87,11 +87,13 @@ def merge_sources(groups: list[list[Record]], report: IngestReport) -> list[Reco
 
 
 def ingest(roots: list[str | os.PathLike], out: str | os.PathLike, source: str = "auto",
-           modality: str = "dermoscopic", verify: bool = True, workers: int = 1) -> tuple[Path, IngestReport, list[Record]]:
-    """Read every root, verify images, write the manifest and quarantine list; return them."""
+           modality: str = "dermoscopic", verify: bool = True, workers: int = 1,
+           classes: str | os.PathLike | dict | ClassSet | None = None) -> tuple[Path, IngestReport, list[Record]]:
+    """Read every root, map its codes onto the class set, verify images, write the manifest and quarantine
+    list; return them."""
     if source not in SOURCE_CHOICES:
         raise UserError(f"--source {source!r} unknown; use one of {', '.join(SOURCE_CHOICES)}")
-    report = IngestReport()
+    report = IngestReport(class_set=load_class_set(classes))
     groups = []
     for root in map(Path, roots):
         if not root.is_dir():
@@ -124,11 +126,15 @@ def summary_lines(records: list[Record], report: IngestReport, manifest: Path) -
     counts = Counter((r.label, r.source) for r in records)
     width = max([8] + [len(s) for s in sources])
     lines = ["class  " + " ".join(f"{s:>{width}}" for s in sources) + f" {'total':>{width}}"]
-    for cls in CLASS_NAMES:
+    classes = report.class_set.classes
+    for cls in classes:
         row = [counts[(cls, s)] for s in sources]
         lines.append(f"{cls:<6} " + " ".join(f"{v:>{width}}" for v in row) + f" {sum(row):>{width}}")
-    lines.append(f"{'total':<6} " + " ".join(f"{sum(counts[(c, s)] for c in CLASS_NAMES):>{width}}"
+    lines.append(f"{'total':<6} " + " ".join(f"{sum(counts[(c, s)] for c in classes):>{width}}"
                                              for s in sources) + f" {len(records):>{width}}")
+    for cls in classes:
+        if not any(counts[(cls, s)] for s in sources):
+            lines.append(f"warning: {report.class_set.missing_note(cls, set(sources))}")
     for (src, code), n in sorted(report.dropped.items()):
         lines.append(f"dropped (out-of-study class): {src} {code}: {n}")
     for (src, why), n in sorted(report.filtered.items()):
@@ -140,5 +146,6 @@ def summary_lines(records: list[Record], report: IngestReport, manifest: Path) -
         lines.append(f"converted: {note}: {n}")
     lines.extend(report.notes)
     lines.append(f"quarantined: {len(report.quarantine)} (see {manifest.with_name('quarantine.csv')})")
+    lines.append(f"class set: {report.class_set.name} ({', '.join(classes)})")
     lines.append(f"manifest: {len(records)} images of {len({r.lesion_id for r in records})} lesions -> {manifest}")
     return lines

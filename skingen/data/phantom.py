@@ -2,7 +2,9 @@
 
 Writes ``HAM10000_metadata.csv`` + ``images/ISIC_XXXXXXX.jpg`` (so the real ingest path reads it)
 and ``ground_truth/`` with, per image, the clean image, the artifact bitmask and the lesion mask.
-The code ``scc`` in ``dx`` exists only in the phantom (real HAM10000 has no SCC).
+The classes follow a class set (default paper5; ``dx`` holds each class's code in it, so the
+code ``scc`` exists only in the phantom: real HAM10000 has no SCC). Classes without a look of their
+own in ``phantom_lesion.STYLES`` borrow one (``BORROWED_STYLE``), so those pairs are hard to tell apart.
 """
 from __future__ import annotations
 
@@ -18,13 +20,19 @@ from tqdm import tqdm
 from ..atomic import atomic_path, write_csv, write_json
 from ..errors import UserError
 from ..parallel import process_pool
+from .classes import ClassSet, load_class_set
 from .phantom_artifacts import DEFAULT_RATES, MASK_BITS, apply_artifacts
-from .phantom_lesion import Pose, draw_skin_tone, place_lesion, render_lesion, skin_background
+from .phantom_lesion import STYLES, Pose, draw_skin_tone, place_lesion, render_lesion, skin_background
 
 log = logging.getLogger(__name__)
 
 # Class shares of HAM10000 + MILK10k dermoscopic (the study's pooled data), in the study's order.
 DEFAULT_SHARES: dict[str, float] = {"NV": 0.53, "BCC": 0.21, "BKL": 0.12, "MEL": 0.11, "SCC": 0.03}
+# Shares of the other sets' classes (rare classes floored so small phantoms can still be split).
+OTHER_SHARES: dict[str, float] = {"AKIEC": 0.05, "AK": 0.05, "DF": 0.04, "VASC": 0.04}
+BORROWED_STYLE: dict[str, str] = {"AKIEC": "SCC", "AK": "SCC", "DF": "BKL", "VASC": "BCC"}
+AGE_MEAN: dict[str, int] = {"NV": 42, "MEL": 60, "BCC": 67, "BKL": 62, "SCC": 72, "AKIEC": 70, "AK": 70, "DF": 45,
+                            "VASC": 50}
 HAM_COLUMNS = ("lesion_id", "image_id", "dx", "dx_type", "age", "sex", "localization", "dataset")
 FIRST_IMAGE_NUMBER = 24306  # HAM10000 ids start at ISIC_0024306
 SITES = ("back", "lower extremity", "trunk", "upper extremity", "abdomen", "face", "chest", "scalp")
@@ -38,6 +46,7 @@ class LesionPlan:
     label: str
     image_ids: tuple[str, ...]
     seed: np.random.SeedSequence
+    code: str = ""  # the ``dx`` code written for it (default: the label, lower-cased)
 
 
 def class_counts(n: int, shares: dict[str, float] = DEFAULT_SHARES) -> dict[str, int]:
@@ -59,12 +68,19 @@ def class_counts(n: int, shares: dict[str, float] = DEFAULT_SHARES) -> dict[str,
     return counts
 
 
-def plan_lesions(n: int, seed: int, repeat_rate: float = 0.25) -> list[LesionPlan]:
-    """Group ``n`` images into lesions: ~``repeat_rate`` of lesions get 2-4 photographs."""
+def class_shares(class_set: ClassSet) -> dict[str, float]:
+    """Image shares of the set's classes: the pooled study's for paper5, fixed ones (0.05 if unknown) otherwise."""
+    return {c: DEFAULT_SHARES.get(c, OTHER_SHARES.get(c, 0.05)) for c in class_set.classes}
+
+
+def plan_lesions(n: int, seed: int, repeat_rate: float = 0.25,
+                 classes: str | os.PathLike | dict | ClassSet | None = None) -> list[LesionPlan]:
+    """Group ``n`` images of the class set's classes into lesions: ~``repeat_rate`` of lesions get 2-4 photographs."""
+    class_set = load_class_set(classes)
     rng = np.random.default_rng(seed)
     root = np.random.SeedSequence(seed)
     plans: list[tuple[str, int]] = []
-    for label, count in class_counts(n).items():
+    for label, count in class_counts(n, class_shares(class_set)).items():
         left = count
         while left > 0:
             repeat = rng.random() < repeat_rate and count > 10  # rare classes: one image per lesion
@@ -79,15 +95,15 @@ def plan_lesions(n: int, seed: int, repeat_rate: float = 0.25) -> list[LesionPla
         label, k = plans[idx]
         ids = tuple(f"ISIC_{number + m:07d}" for m in range(k))
         number += k
-        out.append(LesionPlan(f"HAM_{j:07d}", label, ids, seeds[j]))
+        out.append(LesionPlan(f"HAM_{j:07d}", label, ids, seeds[j], class_set.code_for(label)))
     return out
 
 
 def _metadata_row(rng: np.random.Generator, plan: LesionPlan, image_id: str) -> dict:
     histo = plan.label != "NV" or rng.random() < 0.3
-    age_mu = {"NV": 42, "MEL": 60, "BCC": 67, "BKL": 62, "SCC": 72}[plan.label]
+    age_mu = AGE_MEAN.get(plan.label, 60)
     return {
-        "lesion_id": plan.lesion_id, "image_id": image_id, "dx": plan.label.lower(),
+        "lesion_id": plan.lesion_id, "image_id": image_id, "dx": plan.code or plan.label.lower(),
         "dx_type": "histo" if histo else str(rng.choice(["follow_up", "consensus"])),
         "age": f"{float(np.clip(round(rng.normal(age_mu, 12) / 5) * 5, 5, 85)):.1f}",
         "sex": str(rng.choice(["male", "female"])), "localization": str(rng.choice(SITES)),
@@ -98,7 +114,7 @@ def _metadata_row(rng: np.random.Generator, plan: LesionPlan, image_id: str) -> 
 def render_plan(plan: LesionPlan, short_side: int, out: Path, rates: dict[str, float]) -> list[dict]:
     """Render and write every photograph of one lesion; return its metadata rows."""
     rng = np.random.default_rng(plan.seed)
-    colour, alpha = render_lesion(rng, plan.label)
+    colour, alpha = render_lesion(rng, plan.label if plan.label in STYLES else BORROWED_STYLE.get(plan.label, "NV"))
     tone = draw_skin_tone(rng)
     radius = short_side * rng.uniform(0.2, 0.36)
     hw = (short_side, int(round(short_side * 4 / 3)))
@@ -136,8 +152,9 @@ def _render_star(args) -> list[dict]:
 
 
 def make_phantom(out: str | os.PathLike, n: int, size: int = 256, seed: int = 0, workers: int = 1,
-                 rates: dict[str, float] | None = None) -> Path:
-    """Write a phantom dataset of ``n`` images (short side ``size`` px, 4:3) under ``out``."""
+                 rates: dict[str, float] | None = None,
+                 classes: str | os.PathLike | dict | ClassSet | None = None) -> Path:
+    """Write a phantom dataset of ``n`` images of the set's classes (short side ``size`` px, 4:3) under ``out``."""
     if n < 1:
         raise UserError(f"--n must be at least 1 (got {n})")
     if size < 32:
@@ -146,7 +163,7 @@ def make_phantom(out: str | os.PathLike, n: int, size: int = 256, seed: int = 0,
     for sub in ("images", "ground_truth"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     rates = dict(DEFAULT_RATES if rates is None else rates)
-    plans = plan_lesions(n, seed)
+    plans = plan_lesions(n, seed, classes=classes)
     jobs = [(p, size, out, rates) for p in plans]
     rows: list[dict] = []
     bar = tqdm(total=n, desc="phantom images", unit="img", disable=None)
@@ -165,6 +182,7 @@ def make_phantom(out: str | os.PathLike, n: int, size: int = 256, seed: int = 0,
     write_csv(out / "ground_truth" / "artifacts.csv", ("image_id", "artifacts"), rows)
     write_json(out / "ground_truth" / "legend.json", {
         "mask_bits": MASK_BITS, "artifact_rates": rates, "seed": seed, "n": n, "size": size,
+        "class_set": load_class_set(classes).to_config(),
         "files": {"clean": "<image_id>_clean.png", "artifacts": "<image_id>_artifacts.png (bitmask)",
                   "lesion": "<image_id>_lesion.png (0/255)"},
     })

@@ -7,7 +7,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .classes import map_label
+from .classes import PAPER5, ClassSet
 from .images import IMAGE_SUFFIXES
 
 ISIC_ID = re.compile(r"^(ISIC_\d{7})(?:_downsampled)?$", re.IGNORECASE)
@@ -35,6 +35,7 @@ class IngestReport:
     filtered: Counter = field(default_factory=Counter)  # (source, reason) -> images skipped by options
     duplicates: Counter = field(default_factory=Counter)  # source -> duplicate rows/files merged
     notes: list[str] = field(default_factory=list)
+    class_set: ClassSet = PAPER5  # the study's classes and the code -> class table readers map through
 
     def reject(self, source: str, image_id: str, path: Path | str | None, reason: str) -> None:
         """Quarantine one image (or metadata row) with the reason."""
@@ -42,11 +43,12 @@ class IngestReport:
 
 
 def classify(report: IngestReport, source: str, image_id: str, path, code: str) -> str | None:
-    """Map a source code to a study class; count drops and quarantine unknown codes (None then)."""
+    """Map a source code to a class of the report's class set; count drops and quarantine unknown codes (None then)."""
     try:
-        label = map_label(code)
+        label = report.class_set.map(code)
     except KeyError:
-        report.reject(source, image_id, path, f"unknown label {code!r}; add it to skingen/data/classes.py or fix the row")
+        report.reject(source, image_id, path, f"unknown label {code!r}; map it in a class set file "
+                      "(--classes FILE.toml, [map] table) or fix the row")
         return None
     if label is None:
         report.dropped[(source, code.strip().lower())] += 1

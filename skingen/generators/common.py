@@ -11,20 +11,24 @@ import numpy as np
 import torch
 
 from ..atomic import atomic_path
-from ..data.classes import CLASS_INDEX
+from ..data.classes import CLASS_NAMES
 from ..data.shards import ShardWriter
+from ..errors import UserError
 
 
 def write_synthetic_shard(out_shard: str | os.PathLike, images: Iterable[np.ndarray], label: str, image_size: int,
                           attrs: dict, id_prefix: str, source: str, capacity: int = 0) -> Path:
     """Images of class ``label`` (resized to ``image_size`` when needed) into a synthetic shard with ``attrs``;
-    ids are ``<id_prefix>_<index:06d>``."""
+    ids are ``<id_prefix>_<index:06d>``; labels index ``attrs["class_names"]`` (the real shards' classes)."""
+    names = list(attrs.get("class_names", CLASS_NAMES))
+    if label not in names:
+        raise UserError(f"class {label!r} unknown; use one of {', '.join(names)}")
     with ShardWriter(out_shard, image_size, pipeline="synthetic", attrs=attrs, capacity=capacity) as w:
         for i, img in enumerate(images):
             if img.shape[0] != image_size:
                 img = cv2.resize(img, (image_size, image_size), interpolation=cv2.INTER_AREA)
             name = f"{id_prefix}_{i:06d}"
-            w.add(np.ascontiguousarray(img), CLASS_INDEX[label], name, name, source)
+            w.add(np.ascontiguousarray(img), names.index(label), name, name, source)
     return Path(out_shard)
 
 

@@ -17,7 +17,6 @@ import torch
 
 from ..atomic import write_csv, write_json
 from ..classify.loop import Preempted, Progress, StopFlag
-from ..data.classes import CLASS_NAMES
 from .common import write_rank_digest
 from .ddpm_data import TrainImages
 from .ddpm_model import build_unet, load_unet
@@ -60,7 +59,7 @@ def _setup(train_shard: Path, out: Path, cfg: DDPMConfig):
 
     set_seed(cfg.seed)
     data = TrainImages(train_shard, cfg.classes, cfg.resolution)
-    n_class = len(CLASS_NAMES) if cfg.conditional else None
+    n_class = len(data.class_names) if cfg.conditional else None
     unet = (load_unet(cfg.init_from, cfg.resolution, n_class) if cfg.init_from
             else build_unet(cfg.resolution, cfg.channels or None, cfg.layers_per_block, n_class))
     acc = Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum,

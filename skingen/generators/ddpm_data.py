@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import torch
 
-from ..data.classes import CLASS_INDEX
+from ..data.classes import shard_classes
 from ..data.shards import ShardReader
 from ..errors import UserError
 
@@ -20,10 +20,11 @@ class TrainImages:
         reader = ShardReader(train_shard)
         if reader.attrs.get("split") not in (None, "train"):
             raise UserError(f"{train_shard}: split is {reader.attrs.get('split')!r}; generators train on the train split only")
-        unknown = [c for c in classes if c not in CLASS_INDEX]
+        self.class_names = shard_classes(reader)  # label index order (conditional models' class count)
+        unknown = [c for c in classes if c not in self.class_names]
         if unknown:
-            raise UserError(f"classes {unknown} unknown; use names from {', '.join(CLASS_INDEX)}")
-        wanted = {CLASS_INDEX[c] for c in classes}
+            raise UserError(f"classes {unknown} unknown; use names from {', '.join(self.class_names)}")
+        wanted = {self.class_names.index(c) for c in classes}
         idx = [i for i, y in enumerate(reader.labels) if int(y) in wanted]
         if not idx:
             raise UserError(f"{train_shard}: no train images of {', '.join(classes)}")

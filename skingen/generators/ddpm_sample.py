@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..data.classes import CLASS_INDEX
+from ..data.classes import CLASS_NAMES
 from ..errors import UserError
 from .common import save_grid, write_synthetic_shard
 
@@ -63,11 +63,12 @@ def sample_to_shard(cell_dir: str | os.PathLike, out_shard: str | os.PathLike, n
                     conditional: bool = False, generator_cell: str = "", extra_attrs: dict | None = None) -> Path:
     """Sample ``n`` images of class ``label`` from a DDPM cell into a synthetic shard (DESIGN schema)."""
     cell_dir = Path(cell_dir)
-    if label not in CLASS_INDEX:
-        raise UserError(f"class {label!r} unknown")
+    names = list((extra_attrs or {}).get("class_names", CLASS_NAMES))
+    if label not in names:
+        raise UserError(f"class {label!r} unknown; use one of {', '.join(names)}")
     snapshot = json.loads((cell_dir / "pipeline" / "snapshot.json").read_text())
     images = sample_images(cell_dir / "pipeline", n, sampler, steps, seed, batch,
-                           CLASS_INDEX[label] if conditional else None)
+                           names.index(label) if conditional else None)
     attrs = {"synthetic": True, "generator": "ddpm", "generator_cell": generator_cell or str(cell_dir),
              "checkpoint_step": snapshot["step"], "ema": snapshot["ema"], "sampler": sampler, "sampling_steps": steps,
              "sampling_seed": seed, "synthetic_class": label, "conditional": conditional, **(extra_attrs or {})}

@@ -10,6 +10,8 @@ import json
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from ..data.classes import DEFAULT as DEFAULT_CLASSES
+from ..data.classes import load_class_set
 from ..generators.registry import get_generator
 from ..preprocess import get_pipeline
 from .spec import StudySpec
@@ -44,17 +46,24 @@ def make_cell(stage: str, name: str, config: dict, deps: dict | None = None) -> 
     return Cell(stage, name, config, deps, hashlib.sha256(blob.encode()).hexdigest())
 
 
+def class_config(spec: StudySpec) -> dict:
+    """``{"classes": preset name or the file's table}`` for the data cells; {} for paper5 (keys as before)."""
+    cfg = load_class_set(spec.classes).to_config()
+    return {} if cfg == DEFAULT_CLASSES else {"classes": cfg}
+
+
 def _data_cells(spec: StudySpec) -> list[Cell]:
     cells = []
+    classes = class_config(spec)
     ingest_cfg = {"sources": [str(Path(s).resolve()) for s in spec.data.sources], "source": spec.data.source,
-                  "milk10k_modality": spec.data.milk10k_modality}
+                  "milk10k_modality": spec.data.milk10k_modality, **classes}
     deps = {}
     if spec.data.phantom is not None:
-        phantom = make_cell("phantom", "phantom", asdict(spec.data.phantom))
+        phantom = make_cell("phantom", "phantom", {**asdict(spec.data.phantom), **classes})
         cells.append(phantom)
         deps = {"phantom": phantom.key}
     ingest = make_cell("ingest", "manifest", ingest_cfg, deps)
-    split = make_cell("split", "split", asdict(spec.split), {"ingest": ingest.key})
+    split = make_cell("split", "split", {**asdict(spec.split), **classes}, {"ingest": ingest.key})
     return cells + [ingest, split]
 
 
@@ -63,7 +72,8 @@ def _pack_cells(spec: StudySpec, split: Cell) -> dict[str, Cell]:
     for name in spec.pipelines:
         record = get_pipeline(name).record()
         out[record["name"]] = make_cell("pack", record["name"], {"pipeline": str(name), "record": record,
-                                                                  "image_size": spec.image_size}, {"split": split.key})
+                                                                  "image_size": spec.image_size, **class_config(spec)},
+                                        {"split": split.key})
     return out
 
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..classify.train import TrainConfig
@@ -103,6 +103,7 @@ class StudySpec:
     generate: GenerateSpec = field(default_factory=GenerateSpec)
     compare_to_original: bool = False
     path: str = ""
+    classes: str = "paper5"  # class set: paper5|ham7|isic2019|FILE.toml (relative: to the cwd, else the study's folder)
 
 
 def _table(data: dict, key: str, where: str) -> dict:
@@ -149,6 +150,10 @@ def load_study(path: str | os.PathLike) -> StudySpec:
         "classify": classify_spec, "generate": _generate_spec(raw, where),
         "executor": from_dict(ExecutorSpec, _table(raw, "executor", where), f"{where} [executor]"),
     }, f"{where} [study]")
+    if spec.classes.endswith(".toml") and not Path(spec.classes).is_absolute():
+        near = path.parent / spec.classes
+        spec = replace(spec, classes=str((Path(spec.classes) if Path(spec.classes).is_file() or not near.is_file()
+                                          else near).resolve()))
     from .validate import validate_study  # imports this module's dataclasses
 
     validate_study(spec, where)

@@ -12,6 +12,7 @@ from ..data.ingest import ingest
 from ..data.pack import pack
 from ..data.phantom import make_phantom
 from ..data.split import SplitConfig, lesion_overlap, make_split
+from ..errors import UserError
 from ..metrics.predictions import evaluate_predictions
 from .plan import Cell
 
@@ -19,7 +20,7 @@ from .plan import Cell
 def run_phantom(cell: Cell, out: Path, inputs: dict[str, Path]) -> dict:
     """Generate the phantom dataset into ``out/data``."""
     c = cell.config
-    make_phantom(out / "data", c["n"], size=c["size"], seed=c["seed"], workers=2)
+    make_phantom(out / "data", c["n"], size=c["size"], seed=c["seed"], workers=2, classes=c.get("classes"))
     return {"images": c["n"]}
 
 
@@ -27,13 +28,16 @@ def run_ingest(cell: Cell, out: Path, inputs: dict[str, Path]) -> dict:
     """Ingest the sources (or the phantom) into ``out/manifest.csv`` (+ quarantine.csv)."""
     roots = [inputs["phantom"] / "data"] if "phantom" in inputs else cell.config["sources"]
     _, report, records = ingest(roots, out / "manifest.csv", source=cell.config["source"],
-                                modality=cell.config["milk10k_modality"], workers=2)
+                                modality=cell.config["milk10k_modality"], workers=2,
+                                classes=cell.config.get("classes"))
     return {"images": len(records), "quarantined": len(report.quarantine)}
 
 
 def run_split(cell: Cell, out: Path, inputs: dict[str, Path]) -> dict:
     """Lesion-grouped split into ``out/split.csv``; refuses to finish with any lesion overlap."""
-    _, rows = make_split(inputs["ingest"] / "manifest.csv", out / "split.csv", from_dict(SplitConfig, cell.config, "split"))
+    cfg = {k: v for k, v in cell.config.items() if k != "classes"}
+    _, rows = make_split(inputs["ingest"] / "manifest.csv", out / "split.csv", from_dict(SplitConfig, cfg, "split"),
+                         classes=cell.config.get("classes"))
     overlap = lesion_overlap(rows, key="group_id")
     if overlap:
         raise RuntimeError(f"{len(overlap)} lesion groups in more than one split")
@@ -42,7 +46,9 @@ def run_split(cell: Cell, out: Path, inputs: dict[str, Path]) -> dict:
 
 def run_pack(cell: Cell, out: Path, inputs: dict[str, Path]) -> dict:
     """Pack the split through the cell's pipeline into ``out/{train,val,test}.h5``."""
-    shards = pack(inputs["split"] / "split.csv", out, cell.config["image_size"], pipeline=cell.config["pipeline"], workers=1)
+    c = cell.config
+    shards = pack(inputs["split"] / "split.csv", out, c["image_size"], pipeline=c["pipeline"], workers=1,
+                  classes=c.get("classes"))
     return {"shards": {k: str(v) for k, v in shards.items()}}
 
 
@@ -68,18 +74,22 @@ def run_train_gen(cell: Cell, out: Path, inputs: dict[str, Path]) -> dict:
 
 def run_sample(cell: Cell, out: Path, inputs: dict[str, Path]) -> dict:
     """Sample the synthetic shard ``out/synthetic.h5``: n images, and at least what the largest dose needs."""
-    from ..data.classes import CLASS_INDEX
+    from ..data.classes import shard_classes
     from ..data.shards import ShardReader
     from ..generators.registry import SampleRequest, get_generator
 
     c = cell.config
-    needed = round(c["max_dose"] * int((ShardReader(inputs["pack"] / "train.h5").labels
-                                        == CLASS_INDEX[c["target_class"]]).sum()))
+    train = ShardReader(inputs["pack"] / "train.h5")
+    names = shard_classes(train)
+    if c["target_class"] not in names:
+        raise UserError(f"target_class {c['target_class']} has no images in {train.path} (classes {', '.join(names)}); "
+                        "choose one of them")
+    needed = round(c["max_dose"] * int((train.labels == names.index(c["target_class"])).sum()))
     n = max(1, c["n"], needed)
     get_generator(c["generator"]).sample(SampleRequest(
         inputs["train_gen"], out / "synthetic.h5", n, c["target_class"], c["image_size"], c["seed"], c["batch"],
         sampler=c["sampler"], steps=c["steps"], psi=c.get("psi", 0.8), generator_cell=inputs["train_gen"].name,
-        extra_attrs={"trained_on_pipeline": c["pipeline"]}))
+        extra_attrs={"trained_on_pipeline": c["pipeline"], "class_names": list(names)}))
     return {"images": n}
 
 
@@ -120,9 +130,12 @@ def run_train_clf(cell: Cell, out: Path, inputs: dict[str, Path]) -> dict:
 
 def run_clf_metrics(cell: Cell, out: Path, inputs: dict[str, Path]) -> dict:
     """metrics.json with lesion-bootstrap CIs, and paired deltas against the real arm's cell."""
+    import json
+
     baseline = inputs["baseline"] / "predictions.csv" if "baseline" in inputs else None
+    summary = json.loads((inputs["train"] / "train_summary.json").read_text())
     res = evaluate_predictions(inputs["train"] / "predictions.csv", baseline, n_boot=cell.config["n_boot"],
-                               seed=cell.config["seed"])
+                               seed=cell.config["seed"], target_class=summary["arm"].get("target_class", "MEL"))
     write_json(out / "metrics.json", res)
     return {"macro_f1": res["macro_f1"], "mel_f1": res["mel_f1"]}
 

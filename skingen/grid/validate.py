@@ -16,7 +16,8 @@ from typing import Any, Callable
 from ..classify.arms import ARMS
 from ..classify.models import MODELS
 from ..classify.train import TrainConfig
-from ..data.classes import CLASS_NAMES
+from ..data.classes import PRESETS as CLASS_SETS
+from ..data.classes import load_class_set
 from ..data.ingest import SOURCE_CHOICES
 from ..data.sources.milk10k import MODALITIES
 from ..data.split import SplitConfig
@@ -129,6 +130,8 @@ FIELDS: dict[type, dict[str, Rule | SetBy]] = {
         "image_size": ints(16, 4096), "seeds": each(SEED), "pipelines": each(text()),
         "data": NESTED, "split": NESTED, "classify": NESTED, "executor": NESTED, "generate": NESTED,
         "compare_to_original": BOOL, "path": ANY,
+        "classes": Rule(lambda v: isinstance(v, str) and (v in CLASS_SETS or v.endswith(".toml")),
+                        f"{', '.join(CLASS_SETS)} or a class set FILE.toml", unknown=True, bad="ham9"),
     },
     DataSpec: {"sources": each(text(), empty_ok=True), "source": one_of(*SOURCE_CHOICES),
                "milk10k_modality": one_of(*MODALITIES), "phantom": NESTED},
@@ -136,7 +139,8 @@ FIELDS: dict[type, dict[str, Rule | SetBy]] = {
     SplitConfig: {"val": FRACTION, "test": FRACTION, "seed": SEED, "dedup": BOOL, "dedup_distance": ints(0, 64),
                   "max_group_size": ints(2)},
     ClassifySpec: {
-        "models": each(text()), "arms": each(text()), "doses": each(POS), "target_class": one_of(*CLASS_NAMES),
+        "models": each(text()), "arms": each(text()), "doses": each(POS),
+        "target_class": text(r"[A-Za-z][A-Za-z0-9_]*", "a class name of study.classes"),
         "train": NESTED, "n_boot": ints(10), "reference_model": Rule(lambda v: isinstance(v, str), "a model name"),
     },
     TrainConfig: {
@@ -308,6 +312,16 @@ def _classifier_size(s: StudySpec) -> str | None:
     return None
 
 
+def _class_set(s: StudySpec) -> str | None:
+    try:
+        classes = load_class_set(s.classes).classes
+    except UserError as exc:
+        return f"study.classes = {s.classes!r}: {exc}"
+    if s.classify.target_class not in classes:
+        return f"classify.target_class {s.classify.target_class!r} unknown; use {', '.join(classes)}"
+    return None
+
+
 def _phantom_splits(s: StudySpec) -> str | None:
     from ..data.phantom import plan_lesions
 
@@ -315,12 +329,13 @@ def _phantom_splits(s: StudySpec) -> str | None:
     if ph is None or s.data.sources or ph.n > 100_000:
         return None
     need = 1 + (s.split.val > 0) + (s.split.test > 0)
+    class_set = load_class_set(s.classes)
 
     def short(n: int) -> str | None:
-        groups = {c: 0 for c in CLASS_NAMES}
-        for plan in plan_lesions(n, ph.seed):
+        groups = {c: 0 for c in class_set.classes}
+        for plan in plan_lesions(n, ph.seed, classes=class_set):
             groups[plan.label] += 1
-        return next((c for c in CLASS_NAMES if groups[c] < need), None)
+        return next((c for c in class_set.classes if groups[c] < need), None)
 
     cls = short(ph.n)
     if cls is None:
@@ -332,7 +347,7 @@ def _phantom_splits(s: StudySpec) -> str | None:
 
 CROSS: tuple[Callable[[StudySpec], str | None], ...] = (
     _known_factors, _arms_have_generators, _generator_own_checks, _data_source, _reference_model,
-    _split_fractions, _stylegan2_size, _ddpm_size, _ddpm_steps, _classifier_size, _phantom_splits,
+    _split_fractions, _stylegan2_size, _ddpm_size, _ddpm_steps, _classifier_size, _class_set, _phantom_splits,
 )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .diagnostic import METRIC_KEYS, all_metrics
+from .diagnostic import MEL, METRIC_KEYS, all_metrics
 
 
 def lesion_groups(lesion_ids: list[str]) -> list[np.ndarray]:
@@ -31,12 +31,13 @@ def _percentile(values: list[dict], key: str, alpha: float) -> list[float | None
 
 
 def with_intervals(y: np.ndarray, prob: np.ndarray, lesion_ids: list[str], n_boot: int = 1000,
-                   seed: int = 0, alpha: float = 0.05) -> dict:
-    """Point estimates of every metric plus ``<key>_ci`` percentile intervals over lesion resamples."""
-    point = all_metrics(y, prob)
+                   seed: int = 0, alpha: float = 0.05, target: int = MEL) -> dict:
+    """Point estimates of every metric plus ``<key>_ci`` percentile intervals over lesion resamples
+    (``mel_*`` metrics score class ``target``)."""
+    point = all_metrics(y, prob, target)
     groups = lesion_groups(lesion_ids)
     rng = np.random.default_rng(seed)
-    boots = [all_metrics(y[idx], prob[idx]) for idx in (resample(groups, rng) for _ in range(n_boot))]
+    boots = [all_metrics(y[idx], prob[idx], target) for idx in (resample(groups, rng) for _ in range(n_boot))]
     out: dict = {}
     for key in METRIC_KEYS:
         out[key] = point[key]
@@ -47,14 +48,14 @@ def with_intervals(y: np.ndarray, prob: np.ndarray, lesion_ids: list[str], n_boo
 
 
 def paired_deltas(y: np.ndarray, prob_base: np.ndarray, prob_arm: np.ndarray, lesion_ids: list[str],
-                  n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> dict:
+                  n_boot: int = 1000, seed: int = 0, alpha: float = 0.05, target: int = MEL) -> dict:
     """arm minus base on the same images: delta and paired-bootstrap CI for every metric."""
-    base, arm = all_metrics(y, prob_base), all_metrics(y, prob_arm)
+    base, arm = all_metrics(y, prob_base, target), all_metrics(y, prob_arm, target)
     groups = lesion_groups(lesion_ids)
     rng = np.random.default_rng(seed)
     deltas = []
     for _ in range(n_boot):
         idx = resample(groups, rng)
-        a, b = all_metrics(y[idx], prob_base[idx]), all_metrics(y[idx], prob_arm[idx])
+        a, b = all_metrics(y[idx], prob_base[idx], target), all_metrics(y[idx], prob_arm[idx], target)
         deltas.append({k: b[k] - a[k] for k in METRIC_KEYS})
     return {k: {"delta": arm[k] - base[k], "ci": _percentile(deltas, k, alpha)} for k in METRIC_KEYS}

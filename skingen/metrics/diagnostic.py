@@ -1,6 +1,7 @@
 """Classifier metrics (PROTOCOL definitions), fast enough to bootstrap: confusion-matrix and rank based.
 
-All functions take ``y`` (int labels, N) and ``prob`` (N, C softmax probabilities).
+All functions take ``y`` (int labels, N) and ``prob`` (N, C softmax probabilities); the one-vs-rest
+``mel_*`` metrics score class ``target`` (the set's MEL, see ``classes.metric_target``).
 """
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from scipy.stats import rankdata
 
 from ..data.classes import CLASS_INDEX
 
-MEL = CLASS_INDEX["MEL"]
+MEL = CLASS_INDEX["MEL"]  # paper5's MEL: the default target
 METRIC_KEYS = ("macro_f1", "balanced_accuracy", "mcc", "roc_auc", "accuracy", "brier", "mel_f1",
                "mel_sensitivity", "mel_specificity", "mel_precision", "mel_roc_auc", "mel_pr_auc", "mel_dor")
 
@@ -94,9 +95,9 @@ def diagnostic_odds_ratio(tp: float, fn: float, fp: float, tn: float) -> float:
     return float(tp * tn / (fp * fn))
 
 
-def melanoma_metrics(y: np.ndarray, prob: np.ndarray, pred: np.ndarray) -> dict[str, float]:
-    """Melanoma one-vs-rest: F1, sensitivity, specificity, precision, ROC-AUC, PR-AUC, DOR."""
-    pos, hit = y == MEL, pred == MEL
+def melanoma_metrics(y: np.ndarray, prob: np.ndarray, pred: np.ndarray, target: int = MEL) -> dict[str, float]:
+    """Melanoma (class ``target``) one-vs-rest: F1, sensitivity, specificity, precision, ROC-AUC, PR-AUC, DOR."""
+    pos, hit = y == target, pred == target
     tp, fn = float((pos & hit).sum()), float((pos & ~hit).sum())
     fp, tn = float((~pos & hit).sum()), float((~pos & ~hit).sum())
     return {
@@ -104,17 +105,17 @@ def melanoma_metrics(y: np.ndarray, prob: np.ndarray, pred: np.ndarray) -> dict[
         "mel_sensitivity": tp / (tp + fn) if tp + fn else float("nan"),
         "mel_specificity": tn / (tn + fp) if tn + fp else float("nan"),
         "mel_precision": tp / (tp + fp) if tp + fp else 0.0,
-        "mel_roc_auc": binary_auc(pos, prob[:, MEL]),
-        "mel_pr_auc": average_precision(pos, prob[:, MEL]),
+        "mel_roc_auc": binary_auc(pos, prob[:, target]),
+        "mel_pr_auc": average_precision(pos, prob[:, target]),
         "mel_dor": diagnostic_odds_ratio(tp, fn, fp, tn),
     }
 
 
-def all_metrics(y: np.ndarray, prob: np.ndarray) -> dict[str, float]:
-    """Every key of METRIC_KEYS for one set of predictions."""
+def all_metrics(y: np.ndarray, prob: np.ndarray, target: int = MEL) -> dict[str, float]:
+    """Every key of METRIC_KEYS for one set of predictions (``mel_*`` for class ``target``)."""
     pred = prob.argmax(1)
     cm = confusion(y, pred, prob.shape[1])
     out = {"macro_f1": macro_f1(cm), "balanced_accuracy": balanced_accuracy(cm), "mcc": mcc(cm),
            "roc_auc": macro_auc(y, prob), "accuracy": float(np.trace(cm) / cm.sum()), "brier": brier(y, prob)}
-    out.update(melanoma_metrics(y, prob, pred))
+    out.update(melanoma_metrics(y, prob, pred, target))
     return out

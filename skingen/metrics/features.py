@@ -22,7 +22,7 @@ import torch
 from tqdm import tqdm
 
 from ..atomic import atomic_path
-from ..data.classes import CLASS_NAMES
+from ..data.classes import shard_classes
 from ..data.shards import STR, ShardReader
 from ..errors import UserError
 from .extractors import Extractor
@@ -41,9 +41,10 @@ class ImageSet:
         """Row indices of the set in the shard."""
         if self.label is None:
             return np.arange(len(reader))
-        if self.label not in CLASS_NAMES:
-            raise UserError(f"class {self.label!r} unknown; use one of {', '.join(CLASS_NAMES)}")
-        return np.flatnonzero(reader.labels == CLASS_NAMES.index(self.label))
+        names = shard_classes(reader)
+        if self.label not in names:
+            raise UserError(f"class {self.label!r} unknown; use one of {', '.join(names)}")
+        return np.flatnonzero(reader.labels == names.index(self.label))
 
     def set_id(self, reader: ShardReader, idx: np.ndarray) -> str:
         """Content id: pipeline, size, class and the image ids selected."""

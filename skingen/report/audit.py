@@ -15,6 +15,16 @@ def _check(name: str, ok: bool | None, evidence: str) -> dict:
     return {"check": name, "result": "n/a" if ok is None else ("pass" if ok else "FAIL"), "evidence": evidence}
 
 
+def class_check(split_json) -> dict:
+    """The study's classes from split.json; result 'note' naming each class of the set dropped for having no images."""
+    info = json.loads(split_json.read_text()) if split_json.is_file() else {}
+    classes, dropped = info.get("classes", []), info.get("dropped_classes", {})
+    name = info.get("class_set", "paper5")
+    evidence = f"{len(classes)} classes of class set {name if isinstance(name, str) else name.get('name')}: " + \
+        ", ".join(classes) + "".join(f"; dropped {note}" for note in dropped.values())
+    return {"check": "classes of the study", "result": "note" if dropped else "pass", "evidence": evidence}
+
+
 def _split_checks(res: Results) -> list[dict]:
     out = []
     for cell in res.of_stage("split"):
@@ -22,6 +32,7 @@ def _split_checks(res: Results) -> list[dict]:
             out.append(_check("lesion overlap across splits", None, f"split cell {res.reason(cell)}"))
             continue
         _, rows = read_table(res.folder(cell) / "split.csv", ("image_id", "lesion_id", "split", "group_id"))
+        out.append(class_check(res.folder(cell) / "split.json"))
         by_lesion, by_group = lesion_overlap(rows), lesion_overlap(rows, key="group_id")
         out.append(_check("lesion overlap across splits", not by_lesion and not by_group,
                           f"{len(by_lesion)} lesions and {len(by_group)} near-duplicate groups in more than one split "

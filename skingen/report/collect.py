@@ -80,7 +80,7 @@ def classifier_rows(res: Results) -> list[dict]:
         row = {"pipeline": cfg["pipeline"], "arm": arm_label(cfg["arm"]), "arm_name": cfg["arm"]["name"],
                "model": cfg["train"]["model"], "seed": cfg["train"]["seed"], "cell": res.folder(m).name,
                "generator": cfg["arm"].get("generator") or None, "dose": cfg["arm"].get("dose", 1.0),
-               "instance": _instance(cfg["arm"], res),
+               "instance": _instance(cfg["arm"], res), "target_class": cfg["arm"].get("target_class", "MEL"),
                "train_folder": res.folder(train), "metrics": None, "missing": ""}
         if res.states[m.key] == "done":
             row["metrics"] = json.loads((res.folder(m) / "metrics.json").read_text())

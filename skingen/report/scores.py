@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.classes import CLASS_INDEX, CLASS_NAMES
+from ..data.classes import metric_target
 from ..data.tables import read_table
 from ..errors import UserError
-from ..metrics.predictions import read_predictions
+from ..metrics.predictions import prediction_classes, read_predictions
 from .collect import Results
 from .joint import CellScores, StudyScores
 
@@ -43,16 +43,21 @@ def study_scores(results: list[Results], rows: list[dict]) -> StudyScores | None
     clusters: dict[str, str] = {}
     for res in results:
         clusters.update(test_clusters(res))
-    ref_ids = y = lesions = order = None
+    ref_ids = y = lesions = order = names = None
     cells = []
     for r in done:
         path = Path(r["train_folder"]) / "predictions.csv"
         ids, lesion_ids, labels, prob = read_predictions(path)
+        if names is not None and prediction_classes(path) != names:
+            raise UserError(f"{path}: classes {list(prediction_classes(path))} differ from the study's other cells' "
+                            f"{list(names)}; re-run that cell")
         if order is None:
+            names = prediction_classes(path)
             ref_ids, y, lesions = ids, labels, lesion_ids
             order = {i: k for k, i in enumerate(ids)}
         cells.append(CellScores(r["pipeline"], r["arm"], r["model"], int(r["seed"]), _align(path, ids, order, prob),
                                 r.get("generator"), r.get("instance"), float(r.get("dose", 1.0))))
     groups = [clusters.get(i, lesion) for i, lesion in zip(ref_ids, lesions)]
     _, cluster = np.unique(np.array(groups, dtype=object).astype(str), return_inverse=True)
-    return StudyScores(y, cluster.ravel(), cells, CLASS_INDEX["MEL"], CLASS_NAMES)
+    target = metric_target(names, done[0].get("target_class", "MEL"))
+    return StudyScores(y, cluster.ravel(), cells, target, names)

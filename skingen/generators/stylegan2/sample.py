@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ...data.classes import CLASS_INDEX
+from ...data.classes import CLASS_NAMES
 from ...errors import UserError
 from ..common import write_synthetic_shard
 from .snapshot import generate, load_generator
@@ -17,8 +17,9 @@ def sample_to_shard(cell_dir: str | os.PathLike, out_shard: str | os.PathLike, n
                     psi: float = 0.8, seed: int = 0, batch: int = 32, generator_cell: str = "",
                     extra_attrs: dict | None = None) -> Path:
     """``n`` images of class ``label`` from the cell's G_ema snapshot into a synthetic shard with provenance."""
-    if label not in CLASS_INDEX:
-        raise UserError(f"class {label!r} unknown")
+    names = list((extra_attrs or {}).get("class_names", CLASS_NAMES))
+    if label not in names:
+        raise UserError(f"class {label!r} unknown; use one of {', '.join(names)}")
     G, meta = load_generator(Path(cell_dir) / "snapshot")
     trained_on = meta["config"]["classes"]
     if not G.cfg.c_dim and label not in trained_on:
@@ -27,7 +28,7 @@ def sample_to_shard(cell_dir: str | os.PathLike, out_shard: str | os.PathLike, n
              "checkpoint_step": meta["step"], "kimg": meta["kimg"], "ema": True, "truncation_psi": psi,
              "sampling_seed": seed, "synthetic_class": label, "conditional": bool(G.cfg.c_dim),
              "ada_p": meta["ada_p"], **(extra_attrs or {})}
-    class_index = CLASS_INDEX[label] if G.cfg.c_dim else None
+    class_index = names.index(label) if G.cfg.c_dim else None
     seeds = np.arange(n) + seed * 1_000_000  # one z seed per image
 
     def images():

@@ -21,7 +21,6 @@ from tqdm import tqdm
 
 from ...atomic import atomic_path, write_csv, write_json
 from ...classify.loop import Preempted, StopFlag
-from ...data.classes import CLASS_INDEX, CLASS_NAMES
 from ...errors import UserError
 from ..common import write_rank_digest
 from ..ddpm_data import TrainImages
@@ -58,7 +57,7 @@ class StyleGAN2Config:
     ada_kimg: float = 500.0
     mirror: bool = False  # x-flip the dataset (besides ADA's own flips)
     mixed_precision: str = "no"  # no | bf16 (GPU)
-    init_from: str = ""  # a StyleGAN2 snapshot/ folder: transfer learning from its G_ema (and D)
+    init_from: str = ""  # a StyleGAN2 snapshot/ folder (ours or imported): transfer, copied by name
     compile: bool = False
     checkpoint_every: int = 0  # steps; 0: only at the end and on signals
     grid_images: int = 16
@@ -92,15 +91,15 @@ class Run:
     def __init__(self, cfg: StyleGAN2Config, data: TrainImages, acc):
         fixed_p = validate(cfg)
         self.cfg, self.data, self.acc = cfg, data, acc
-        c_dim = len(CLASS_NAMES) if cfg.conditional else 0
+        c_dim = len(data.class_names) if cfg.conditional else 0
         clamp = 256.0 if cfg.mixed_precision != "no" else None
         self.net_cfg = network_config(cfg.preset, cfg.resolution, c_dim, conv_clamp=clamp)
         torch.manual_seed(cfg.seed)  # identical initial networks on every rank
         self.G = Generator(self.net_cfg).to(acc.device)
         self.D = Discriminator(self.net_cfg).to(acc.device)
-        if cfg.init_from:
-            load_for_transfer(cfg.init_from, self.G, self.D)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+        # init_from: copied by name as the reference resumes (G, G_ema, D); what was copied goes into the summary
+        self.transfer = load_for_transfer(cfg.init_from, self.G, self.D, self.G_ema) if cfg.init_from else None
         self.augment = AugmentPipe().to(acc.device)
         if fixed_p is not None:
             self.augment.p.fill_(fixed_p)
@@ -144,7 +143,7 @@ class Run:
         """Real images in [-1, 1] and their one-hot labels (or None)."""
         idx = torch.randint(0, len(self.data), (self.per_process,), generator=self.gen).numpy()
         x, labels = self.data.batch(idx, self.cfg.mirror)
-        c = torch.nn.functional.one_hot(labels, len(CLASS_NAMES)).float().to(self.acc.device) if self.cfg.conditional else None
+        c = torch.nn.functional.one_hot(labels, len(self.data.class_names)).float().to(self.acc.device) if self.cfg.conditional else None
         return x.to(self.acc.device), c
 
     def latents(self, n: int) -> torch.Tensor:
@@ -283,7 +282,7 @@ def _snapshot(run: Run, out: Path) -> None:
                                                      "ada_p": float(run.augment.p), "config": asdict(run.cfg)},
                       out / "samples" / f"step_{run.step:07d}.png", run.cfg.grid_images, run.cfg.truncation_psi,
                       run.cfg.seed, D=run.D,
-                      class_index=CLASS_INDEX[run.cfg.classes[0]] if run.cfg.conditional else None)
+                      class_index=run.data.class_names.index(run.cfg.classes[0]) if run.cfg.conditional else None)
         write_csv(out / "curves.csv", CURVE_COLUMNS, run.curves)
 
 
@@ -295,7 +294,7 @@ def _summary(run: Run, out: Path, seconds: float) -> dict:
                "effective_batch": run.per_process * run.acc.num_processes, "r1_gamma": run.gamma,
                "ada_p": float(run.augment.p), "train_images": len(run.data),
                "train_image_ids_sha256": run.data.ids_sha256(), "train_shard": run.data.source,
-               "final": run.curves[-1] if run.curves else None, "sec_per_kimg": round(
+               "transfer": run.transfer, "final": run.curves[-1] if run.curves else None, "sec_per_kimg": round(
                    seconds / max(run.step * run.cfg.batch_size / 1000, 1e-9), 3) if run.step else None}
     if run.acc.is_main_process:
         write_json(out / "train_summary.json", summary)

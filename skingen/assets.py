@@ -4,7 +4,9 @@ Jobs never download (compute nodes are offline): extractors and classifiers read
 the cache and fail with the fetch command when a file is missing. ``fetch`` records each file's
 sha256 in ``assets.json`` in the cache; ``check`` recomputes them. A mirror (``--mirror URL`` or
 ``$SKINGEN_ASSET_MIRROR``) serves ``URL/<host>/<path>`` in place of ``https://<host>/<path>``,
-for sites with an internal mirror (and for the tests, which serve files themselves).
+for sites with an internal mirror (and for the tests, which serve files themselves). An NVIDIA network
+pickle (``imported_to``) is imported into our StyleGAN2 snapshot format right after it is fetched, read
+without executing it (``generators/stylegan2/nvidia_pickle.py``); ``init_from`` names the snapshot folder.
 """
 from __future__ import annotations
 
@@ -27,6 +29,8 @@ from .metrics.extractors import assets_dir, sha256_file
 
 log = logging.getLogger(__name__)
 HF = "https://huggingface.co"
+NV = "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained"
+FFHQ256 = "ffhq-res256-mirror-paper256-noaug"
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,7 @@ class Asset:
     path: str
     url: str
     sha256: str | None = None  # pinned checksum, verified on fetch when known
+    imported_to: str | None = None  # an NVIDIA network pickle: our snapshot folder, written after the fetch
 
 
 def _timm(timm_name: str, hub_id: str) -> Asset:
@@ -43,8 +48,7 @@ def _timm(timm_name: str, hub_id: str) -> Asset:
 
 
 ASSETS: dict[str, list[Asset]] = {
-    "inception": [Asset("inception/inception-2015-12-05.pt", "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/"
-                        "pretrained/metrics/inception-2015-12-05.pt")],
+    "inception": [Asset("inception/inception-2015-12-05.pt", f"{NV}/metrics/inception-2015-12-05.pt")],
     "dinov2_vits14": [_timm("vit_small_patch14_dinov2.lvd142m", "vit_small_patch14_dinov2.lvd142m")],
     "resnet18": [_timm("resnet18", "resnet18.a1_in1k")],
     "resnet50": [_timm("resnet50", "resnet50.a1_in1k")],
@@ -53,6 +57,10 @@ ASSETS: dict[str, list[Asset]] = {
     "vgg16": [_timm("vgg16", "vgg16.tv_in1k")],
     "ddpm_celebahq_256": [Asset(f"diffusers/ddpm-celebahq-256/{f}", f"{HF}/google/ddpm-celebahq-256/resolve/main/{f}")
                           for f in ("config.json", "diffusion_pytorch_model.safetensors")],
+    # The network the original study resumed (NVIDIA, non-commercial licence: the user fetches it). No sha256 is
+    # pinned (not published): the first fetch records it in assets.json and 'check' verifies it from then on.
+    "stylegan2_ffhq256": [Asset(f"stylegan2/{FFHQ256}.pkl", f"{NV}/transfer-learning-source-nets/{FFHQ256}.pkl",
+                                imported_to=f"stylegan2/{FFHQ256}")],
 }
 
 
@@ -110,7 +118,15 @@ def study_assets(study: str | os.PathLike) -> list[str]:
     if "ddpm" in gen.generators and gen.ddpm.init_from:
         names += [n for n, files in ASSETS.items() if n.startswith("ddpm_")
                   and any(Path(f.path).parent.name in gen.ddpm.init_from for f in files)]
+    if "stylegan2_ada" in gen.generators and gen.stylegan2_ada.init_from:
+        names += imported_assets(gen.stylegan2_ada.init_from)
     return list(dict.fromkeys(names))
+
+
+def imported_assets(init_from: str) -> list[str]:
+    """The assets whose imported snapshot folder a StyleGAN2 ``init_from`` names."""
+    return [n for n, files in ASSETS.items()
+            if any(f.imported_to and Path(f.imported_to).name in init_from for f in files)]
 
 
 def _select(names: list[str] | None) -> list[str]:
@@ -130,15 +146,39 @@ def fetch(names: list[str] | None = None, cache: str | os.PathLike | None = None
     for name in _select(names):
         for asset in ASSETS[name]:
             target = root / asset.path
-            if target.is_file() and not force and asset.path in manifest:
+            fresh = not (target.is_file() and not force and asset.path in manifest)
+            if not fresh:
                 log.info("%s: already in the cache (%s)", name, target)
-                continue
-            url = _source(asset.url, mirror)
-            log.info("fetching %s <- %s", target, url)
-            manifest[asset.path] = {"asset": name, "url": asset.url, "sha256": _download(url, target, asset.sha256),
-                                    "fetched": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
-            write_json(_manifest_path(root), manifest)
+            else:
+                url = _source(asset.url, mirror)
+                log.info("fetching %s <- %s", target, url)
+                manifest[asset.path] = {"asset": name, "url": asset.url, "sha256": _download(url, target, asset.sha256),
+                                        "fetched": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+                write_json(_manifest_path(root), manifest)
+            if asset.imported_to and (fresh or _import_problem(root, asset, manifest)):
+                _import(root, asset, manifest)
     return manifest
+
+
+def _import(root: Path, asset: Asset, manifest: dict) -> None:
+    """An NVIDIA network pickle -> our snapshot folder (read without executing it)."""
+    from .generators.stylegan2.nvidia_pickle import import_nvidia_pickle
+
+    log.info("importing %s -> %s", asset.path, asset.imported_to)
+    import_nvidia_pickle(root / asset.path, root / asset.imported_to)
+    manifest[asset.path]["imported_to"] = asset.imported_to
+    write_json(_manifest_path(root), manifest)
+
+
+def _import_problem(root: Path, asset: Asset, manifest: dict) -> str | None:
+    """Why the imported snapshot of ``asset`` is unusable (missing, or imported from another file), or None."""
+    meta = root / asset.imported_to / "network.json"
+    if not meta.is_file():
+        return f"{meta.parent}: not imported"
+    source = json.loads(meta.read_text()).get("imported_from", {})
+    if source.get("sha256") != manifest.get(asset.path, {}).get("sha256"):
+        return f"{meta.parent}: imported from another file than {asset.path}"
+    return None
 
 
 def check(names: list[str] | None = None, cache: str | os.PathLike | None = None) -> list[str]:
@@ -162,6 +202,8 @@ def check(names: list[str] | None = None, cache: str | os.PathLike | None = None
         elif sha256_file(target) != entry["sha256"]:
             problems.append(f"{target}: sha256 differs from the one recorded at fetch; "
                             f"run 'skingen assets fetch --force --only {_owner(asset)}'")
+        elif asset.imported_to and (problem := _import_problem(root, asset, manifest)):
+            problems.append(f"{problem}; run 'skingen assets fetch --only {_owner(asset)}'")
     return problems
 
 

@@ -47,6 +47,15 @@ def _cmd_gen_sample(a: argparse.Namespace) -> None:
     print(f"{a.n} synthetic {a.label} images -> {out}")
 
 
+def _cmd_gen_import_nvidia(a: argparse.Namespace) -> None:
+    from .generators.stylegan2.nvidia_pickle import import_nvidia_pickle
+
+    r = import_nvidia_pickle(a.pickle, a.out)
+    net = r["network"]
+    print(f"{a.pickle}: {', '.join(r['networks'])} read without executing the pickle ({net['resolution']} px, "
+          f"c_dim {net['c_dim']}, mapping {net['mapping_layers']} layers) -> {a.out} (init_from or load_generator)")
+
+
 def add_gen_parser(sub: argparse._SubParsersAction) -> None:
     gen = sub.add_parser("gen", help="generators: summaries, training, sampling, generative metrics").add_subparsers(
         dest="gen_cmd", required=True)
@@ -83,6 +92,11 @@ def add_gen_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--conditional", action="store_true", help="ddpm: class-conditional model")
     p.set_defaults(fn=_cmd_gen_sample)
+    p = gen.add_parser("import-nvidia", help="NVIDIA stylegan2-ada-pytorch network pickle -> our StyleGAN2 snapshot "
+                                             "(read without executing it)")
+    p.add_argument("pickle", help="network-snapshot .pkl (G_ema, and D and G when present)")
+    p.add_argument("--out", required=True, help="snapshot folder to write (network.json + safetensors)")
+    p.set_defaults(fn=_cmd_gen_import_nvidia)
     _add_gen_metrics(gen)
 
 
@@ -148,7 +162,7 @@ def _cmd_assets(a: argparse.Namespace) -> int:
     if a.study:
         a.only = list(dict.fromkeys((a.only or []) + study_assets(a.study)))
         if not a.only:
-            print(f"{a.study}: needs no pretrained weights (no pretrained classifiers, extractor or DDPM init)")
+            print(f"{a.study}: needs no pretrained weights (no pretrained classifiers, extractor or generator init)")
             return 0
     if a.assets_cmd == "fetch":
         manifest = fetch(a.only, a.cache, a.mirror, a.force)

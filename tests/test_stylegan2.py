@@ -178,6 +178,8 @@ def test_transfer_from_a_snapshot_loads_its_weights(two_colour_shard, tmp_path):
     a, _ = load_generator(tmp_path / "a" / "snapshot")
     b, _ = load_generator(tmp_path / "b" / "snapshot")
     assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters()))  # lr 0: still the source's weights
+    transfer = json.loads((tmp_path / "b" / "train_summary.json").read_text())["transfer"]  # the cell's record
+    assert len(transfer["G"]["copied"]) == len(a.state_dict()) and transfer["G"]["skipped"] == [] and transfer["D"]
     assert (tmp_path / "a" / "snapshot" / "discriminator.safetensors").is_file()
     wrong = StyleGAN2Config(**{**TINY, "preset": "small"}, kimg=0.008, init_from=str(tmp_path / "a" / "snapshot"))
     with pytest.raises(UserError, match="does not fit this network"):

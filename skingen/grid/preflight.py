@@ -59,7 +59,7 @@ def source_problems(spec: StudySpec) -> tuple[list[str], disk.DataSize]:
 
 def needed_assets(spec: StudySpec, todo: list[Cell]) -> dict[str | None, list[str]]:
     """Asset names per cache folder (None: $SKINGEN_ASSETS) that the cells still to run load."""
-    from ..assets import ASSETS
+    from ..assets import ASSETS, imported_assets
 
     stages = {c.stage for c in todo}
     needs: dict[str | None, list[str]] = {}
@@ -72,6 +72,9 @@ def needed_assets(spec: StudySpec, todo: list[Cell]) -> dict[str | None, list[st
     if any(c.stage == "train_gen" and c.config["generator"] == "ddpm" for c in todo) and g.ddpm.init_from:
         needs.setdefault(None, []).extend(n for n, files in ASSETS.items() if n.startswith("ddpm_")
                                           and any(Path(f.path).parent.name in g.ddpm.init_from for f in files))
+    gan = any(c.stage == "train_gen" and c.config["generator"] == "stylegan2_ada" for c in todo)
+    if gan and g.stylegan2_ada.init_from:
+        needs.setdefault(None, []).extend(imported_assets(g.stylegan2_ada.init_from))
     return {cache: names for cache, names in needs.items() if names}
 
 

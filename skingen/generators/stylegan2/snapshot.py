@@ -1,4 +1,7 @@
-"""Network snapshots: G_ema weights as safetensors + ``network.json``; loading never unpickles."""
+"""Network snapshots: G_ema weights as safetensors + ``network.json``; loading never unpickles.
+
+``discriminator.safetensors`` (D) sits beside them for transfer, and ``generator.safetensors`` (the training
+G) in snapshots imported from NVIDIA's pickles; ``init_from`` copies them by name (:func:`load_for_transfer`)."""
 from __future__ import annotations
 
 import json
@@ -11,6 +14,8 @@ from ...atomic import atomic_path, write_json
 from ...errors import UserError
 from ..common import save_grid
 from .networks import Generator, NetworkConfig
+
+GENERATOR_FILE = "generator.safetensors"  # the training G, when a snapshot holds it (imported pickles)
 
 
 def _save_weights(module: torch.nn.Module, path: Path) -> None:
@@ -50,24 +55,66 @@ def load_generator(folder: str | Path, device: str | torch.device = "cpu") -> tu
     return G.to(device).eval().requires_grad_(False), meta
 
 
-def load_for_transfer(folder: str | Path, G: torch.nn.Module, D: torch.nn.Module) -> dict:
-    """Start a run from a snapshot: G (and D, when saved) take its weights; shapes must match exactly."""
+def copy_by_name(source: dict[str, torch.Tensor], source_resolution: int, module: torch.nn.Module, kind: str) -> dict:
+    """Copy into ``module`` every tensor of ``source`` (our names at ``source_resolution``) whose reference
+    name is also ``module``'s, with the same shape, as the reference's resume does; the rest keep their init.
+    Returns the names ``copied`` and ``kept_init`` (ours), ``skipped`` (the source's) and ``shape_differs``."""
+    from .nvidia_names import to_reference
+
+    src = {to_reference(n, kind, source_resolution): (n, t) for n, t in source.items()}
+    res = module.cfg.resolution
+    record: dict = {"copied": [], "kept_init": [], "skipped": [], "shape_differs": {}}
+    used = set()
+    with torch.no_grad():
+        for name, tensor in module.state_dict().items():  # detached views of the module's own tensors
+            ref = to_reference(name, kind, res)
+            src_name, src_tensor = src.get(ref, (None, None))
+            if src_tensor is not None and tuple(src_tensor.shape) == tuple(tensor.shape):
+                tensor.copy_(src_tensor)
+                record["copied"].append(name)
+                used.add(ref)
+                continue
+            record["kept_init"].append(name)
+            if src_tensor is not None:
+                record["shape_differs"][name] = [list(src_tensor.shape), list(tensor.shape)]
+    record["skipped"] = [n for ref, (n, _) in src.items() if ref not in used]
+    return record
+
+
+def load_for_transfer(folder: str | Path, G: torch.nn.Module, D: torch.nn.Module,
+                      G_ema: torch.nn.Module | None = None) -> dict:
+    """Start a run from a snapshot (ours or an imported NVIDIA pickle) by name, as the reference resumes:
+    G_ema from ``network.safetensors``, G from ``generator.safetensors`` when saved (else G_ema's), D from
+    ``discriminator.safetensors`` when saved. Returns what was copied, kept and skipped per network."""
     import safetensors.torch
 
     folder = Path(folder)
     weights = folder / "network.safetensors"
-    if not weights.is_file():
-        raise UserError(f"init_from {folder}: no network.safetensors; give a StyleGAN2 cell's snapshot/ folder")
+    if not weights.is_file() or not (folder / "network.json").is_file():
+        raise UserError(f"init_from {folder}: no network.safetensors + network.json; give a StyleGAN2 cell's snapshot/ "
+                        "folder or one made by 'skingen gen import-nvidia'")
     meta = json.loads((folder / "network.json").read_text())
-    pairs = [(G, weights)] + ([(D, folder / "discriminator.safetensors")]
-                              if (folder / "discriminator.safetensors").is_file() else [])
-    for module, path in pairs:
-        try:
-            module.load_state_dict(safetensors.torch.load_file(str(path)))
-        except RuntimeError as exc:
-            raise UserError(f"init_from {folder}: {path.name} does not fit this network ({str(exc).splitlines()[1].strip()}"
-                            f"); use the same preset, resolution and conditioning ({meta['network']})") from None
-    return meta
+    trained = folder / GENERATOR_FILE
+    plan = [("G", G, trained if trained.is_file() else weights), ("G_ema", G_ema, weights),
+            ("D", D, folder / "discriminator.safetensors")]
+    record = {"init_from": str(folder), "source_network": meta["network"]}
+    for name, module, path in plan:
+        if module is not None and path.is_file():
+            state = safetensors.torch.load_file(str(path))
+            record[name] = {"file": path.name, **copy_by_name(state, meta["network"]["resolution"], module, name[0])}
+    _check_fit(record["G"], G, folder, meta)
+    return record
+
+
+def _check_fit(copied: dict, G: torch.nn.Module, folder: Path, meta: dict) -> None:
+    """Refuse a transfer that would leave most of G at its init (another preset, width or latent size)."""
+    sizes = {n: t.numel() for n, t in G.state_dict().items()}
+    if 2 * sum(sizes[n] for n in copied["copied"]) >= sum(sizes.values()):
+        return
+    differs = "; ".join(f"{n} {a} vs {b}" for n, (a, b) in list(copied["shape_differs"].items())[:3])
+    raise UserError(f"init_from {folder}: the snapshot does not fit this network (less than half of G would be "
+                    f"copied{'; ' + differs if differs else ''}); use the same preset, resolution and conditioning "
+                    f"({meta['network']})")
 
 
 @torch.no_grad()

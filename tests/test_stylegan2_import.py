@@ -297,3 +297,17 @@ def test_assets_fetch_imports_the_ffhq_pickle(reference_modules, tmp_path, cli):
     assert cli("assets", "fetch", "--only", "stylegan2_ffhq256", "--cache", cache).code == 0  # re-imported, no download
     assert (snap / "network.json").is_file()
     assert assets.imported_assets("/assets/stylegan2/ffhq-res256-mirror-paper256-noaug") == ["stylegan2_ffhq256"]
+
+
+def test_a_study_resuming_from_ffhq_needs_the_asset(tmp_path, cli, monkeypatch):
+    from builders import study_variant
+    from skingen import assets
+
+    monkeypatch.setenv("SKINGEN_ASSETS", str(tmp_path / "cache"))
+    study = study_variant(tmp_path)
+    study.write_text(study.read_text() + '\n[generate]\ngenerators = ["stylegan2_ada"]\n[generate.metrics]\n'
+                     'extractor = "tiny"\n[generate.stylegan2_ada]\npreset = "tiny"\n'
+                     'init_from = "/assets/stylegan2/ffhq-res256-mirror-paper256-noaug"\n')
+    assert assets.study_assets(study) == ["stylegan2_ffhq256"]
+    r = cli("run", study, "--check", "--executor", "debug", "--out", tmp_path / "r")
+    assert r.code == 2 and "'skingen assets fetch --only stylegan2_ffhq256'" in r.err, r.err

@@ -19,7 +19,8 @@ from skingen.data.classes import CLASS_INDEX
 from skingen.data.shards import ShardWriter
 from skingen.generators.ddpm_data import TrainImages
 from skingen.generators.stylegan2.summary import parameter_summary
-from skingen.generators.stylegan2.train import Run, StyleGAN2Config, _d_step, _g_step
+from skingen.generators.stylegan2.steps import train_step
+from skingen.generators.stylegan2.train import Run, StyleGAN2Config
 
 
 def shard(path: Path, size: int) -> Path:
@@ -31,15 +32,13 @@ def shard(path: Path, size: int) -> Path:
 
 
 def sec_per_kimg(train: Path, preset: str, res: int, r1: bool, steps: int) -> float:
-    cfg = StyleGAN2Config(resolution=res, preset=preset, batch_size=8, r1_interval=1, r1_gamma=-1 if r1 else 0,
+    cfg = StyleGAN2Config(resolution=res, preset=preset, batch_size=8, r1_interval=1, r1_gamma=None if r1 else 0,
                           pl_weight=0, augment="fixed:1")
     run = Run(cfg, TrainImages(train, ("MEL",), res), Accelerator(cpu=True))
-    _g_step(run)
-    _d_step(run)  # warm-up
+    train_step(run)  # warm-up
     start = time.perf_counter()
     for _ in range(steps):
-        _g_step(run)
-        _d_step(run)
+        train_step(run)
         run.step += 1
     return (time.perf_counter() - start) / steps / (cfg.batch_size / 1000)
 
@@ -55,8 +54,7 @@ def augment_share(train: Path, preset: str, res: int, steps: int) -> float:
     aug = time.perf_counter() - start
     start = time.perf_counter()
     for _ in range(steps):
-        _g_step(run)
-        _d_step(run)
+        train_step(run)
     return aug / (time.perf_counter() - start)
 
 

@@ -15,7 +15,8 @@ import torch
 from accelerate import Accelerator
 
 from skingen.generators.ddpm_data import TrainImages
-from skingen.generators.stylegan2.train import Run, StyleGAN2Config, _d_step, _ema_update, _g_step
+from skingen.generators.stylegan2.steps import train_step
+from skingen.generators.stylegan2.train import Run, StyleGAN2Config, _ema_update
 
 from bench_stylegan2 import shard
 
@@ -31,13 +32,12 @@ def main() -> None:
         for mp in ("no", "bf16"):
             cfg = StyleGAN2Config(resolution=256, preset="paper256", batch_size=args.batch, augment="fixed:0.2",
                                   mixed_precision=mp)
-            run = Run(cfg, TrainImages(train, ("MEL",), 256), Accelerator(mixed_precision=mp))
+            run = Run(cfg, TrainImages(train, ("MEL",), 256), Accelerator())
             for i in range(args.steps + 16):
                 if i == 16:  # after warm-up (incl. one R1 step), time a window with its share of lazy steps
                     torch.cuda.synchronize()
                     start = time.perf_counter()
-                _g_step(run)
-                _d_step(run)
+                train_step(run)
                 _ema_update(run)
                 run.step += 1
             torch.cuda.synchronize()

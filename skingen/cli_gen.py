@@ -63,8 +63,8 @@ def add_gen_parser(sub: argparse._SubParsersAction) -> None:
     p = gen.add_parser("summary", help="JSON parameter counts of a generator preset")
     p.add_argument("--generator", required=True, choices=tuple(GENERATORS))
     p.add_argument("--resolution", type=int, required=True)
-    p.add_argument("--preset", help="stylegan2_ada: paper256 (default), stylegan2, small, tiny; DDPM presets follow "
-                                    "the resolution")
+    p.add_argument("--preset", help="stylegan2_ada: auto (default), paper256, paper512, paper1024, stylegan2, "
+                                    "small, tiny (with its training settings); DDPM presets follow the resolution")
     p.add_argument("--conditional", action="store_true")
     p.set_defaults(fn=_cmd_gen_summary)
     p = gen.add_parser("train", help="train a generator on the train shard's target class")
@@ -74,7 +74,7 @@ def add_gen_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", help="TOML with a [ddpm] or [stylegan2_ada] table (any config field)")
     p.add_argument("--max-steps", dest="max_steps", type=int, help="ddpm")
     p.add_argument("--kimg", type=float, help="stylegan2_ada: thousands of real images to show")
-    p.add_argument("--preset", help="stylegan2_ada network preset")
+    p.add_argument("--preset", help="stylegan2_ada preset (network and training settings)")
     p.add_argument("--resolution", type=int)
     p.add_argument("--seed", type=int)
     p.set_defaults(fn=_cmd_gen_train)

@@ -187,7 +187,7 @@ def test_transfer_from_a_snapshot_loads_its_weights(two_colour_shard, tmp_path):
 
 
 def test_gradient_averaging_maps_the_flat_bucket_back_to_each_parameter():
-    from skingen.generators.stylegan2.train import _average_grads
+    from skingen.generators.stylegan2.steps import average_grads as _average_grads
 
     class TwoProcesses:  # stands in for Accelerate: its reduce returns a recognisable function of its input
         num_processes = 2

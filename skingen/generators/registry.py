@@ -94,7 +94,7 @@ def _sg2_sample(r: SampleRequest) -> Path:
 def _sg2_summary(resolution: int, preset: str | None, conditional: bool) -> dict:
     from .stylegan2.summary import parameter_summary
 
-    return parameter_summary(resolution, preset or "paper256", conditional)
+    return parameter_summary(resolution, preset or "auto", conditional)
 
 
 def _sg2_validate(cfg: Any) -> None:

@@ -104,6 +104,11 @@ def each(rule: Rule, empty_ok: bool = False, unique: bool = True) -> Rule:
     return Rule(ok, f"{shape} items, each {rule.allowed}", bad=bad)
 
 
+def unset_or(rule: Rule) -> Rule:
+    """``rule``, or the field left unset (None: the preset's value)."""
+    return Rule(lambda v: v is None or rule.ok(v), f"{rule.allowed} (or unset: the preset's)", rule.unknown, rule.bad)
+
+
 BOOL = Rule(lambda v: isinstance(v, bool), "true or false")
 SEED = ints(0, MAX_SEED)
 POS = nums(0, lo_open=True)
@@ -167,10 +172,12 @@ FIELDS: dict[type, dict[str, Rule | SetBy]] = {
         "grid_steps": ints(1), "log_every": ints(1), "init_from": ANY, "seed": SetBy("generate.seed"),
     },
     StyleGAN2Config: {
-        "resolution": SetBy("study.image_size"), "preset": one_of(*SG2_PRESETS),
-        "classes": SetBy("classify.target_class"), "conditional": BOOL, "kimg": POS, "batch_size": ints(1),
-        "g_lr": POS, "d_lr": POS, "r1_gamma": nums(), "r1_interval": ints(1), "pl_weight": NONNEG,
-        "pl_interval": ints(1), "style_mixing": nums(0, 1), "ema_kimg": NONNEG, "ema_rampup": NONNEG,
+        "resolution": SetBy("study.image_size"), "preset": one_of(*SG2_PRESETS), "fmaps": unset_or(POS),
+        "mapping_layers": unset_or(ints(1)), "mbstd_group": unset_or(ints(1)),
+        "classes": SetBy("classify.target_class"), "conditional": BOOL, "kimg": POS, "batch_size": unset_or(ints(1)),
+        "g_lr": unset_or(POS), "d_lr": unset_or(POS), "r1_gamma": unset_or(NONNEG), "r1_interval": ints(1),
+        "pl_weight": NONNEG, "pl_interval": ints(1), "style_mixing": nums(0, 1), "ema_kimg": unset_or(NONNEG),
+        "ema_rampup": unset_or(NONNEG),
         "augment": Rule(_augment, "'ada', 'fixed:P' (0 <= P <= 1) or 'none'", unknown=True, bad="fixed:2"),
         "ada_target": nums(0, 1, lo_open=True), "ada_interval": ints(1), "ada_kimg": POS, "mirror": BOOL,
         "mixed_precision": one_of("no", "bf16"), "init_from": ANY, "compile": BOOL, "checkpoint_every": ints(0),

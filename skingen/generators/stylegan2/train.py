@@ -1,4 +1,8 @@
-"""The StyleGAN2-ADA training cell: G and D steps with lazy regularisation, EMA, adaptive augmentation.
+"""The StyleGAN2-ADA training cell: the reference's phases (``steps``), EMA, adaptive augmentation.
+
+Settings left unset (None) come from the preset (``presets``: the reference's cfg_specs). With
+``mixed_precision = "bf16"`` the 4 highest-resolution blocks of G and D run in bfloat16 (the reference:
+float16) with activations clamped to +-256, everything else in float32.
 
 Training state (G, D, G_ema, both optimisers, ADA p and controller, path-length mean, step, RNG
 states) lives in ``state/rank<k>.pt`` apart from the network snapshot (``snapshot/``: G_ema weights
@@ -12,8 +16,9 @@ from __future__ import annotations
 import copy
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -25,38 +30,43 @@ from ...errors import UserError
 from ..common import write_rank_digest
 from ..ddpm_data import TrainImages
 from .augment import AdaController, AugmentPipe
-from .loss import discriminator_loss, generator_loss, lazy_adam, path_length_penalty, r1_gamma_default
-from .networks import Discriminator, Generator, network_config
+from .loss import lazy_adam
+from .networks import Discriminator, Generator, network_config, set_reduced_precision
+from .presets import NETWORK_KEYS, TRAINING_KEYS, preset_settings
 from .snapshot import load_for_transfer, save_snapshot
+from .steps import train_step
 
 CURVE_COLUMNS = ("step", "kimg", "loss_g", "loss_d", "r1", "pl", "ada_p", "ada_rt")
 
 
 @dataclass(frozen=True)
 class StyleGAN2Config:
-    """Everything a StyleGAN2-ADA cell depends on (defaults: the paper256 configuration)."""
+    """Everything a StyleGAN2-ADA cell depends on; None: the preset's value (``resolved()``)."""
 
     resolution: int = 256
-    preset: str = "paper256"
+    preset: str = "auto"  # auto | paper256 | paper512 | paper1024 | stylegan2 | small | tiny
+    fmaps: float | None = None  # channel_base = fmaps * 32768 (channel_max 512)
+    mapping_layers: int | None = None
+    mbstd_group: int | None = None
     classes: tuple[str, ...] = ("MEL",)
     conditional: bool = False
     kimg: float = 5000.0  # real images shown, in thousands
-    batch_size: int = 32
-    g_lr: float = 0.0025
-    d_lr: float = 0.0025
-    r1_gamma: float = -1.0  # < 0: 0.0002 * resolution^2 / batch_size
+    batch_size: int | None = None
+    g_lr: float | None = None
+    d_lr: float | None = None
+    r1_gamma: float | None = None
     r1_interval: int = 16
     pl_weight: float = 2.0
     pl_interval: int = 4
     style_mixing: float = 0.9
-    ema_kimg: float = 10.0
-    ema_rampup: float = 0.05  # 0: none
+    ema_kimg: float | None = None
+    ema_rampup: float | None = None  # 0: none
     augment: str = "ada"  # ada | fixed:P | none
     ada_target: float = 0.6
     ada_interval: int = 4
     ada_kimg: float = 500.0
     mirror: bool = False  # x-flip the dataset (besides ADA's own flips)
-    mixed_precision: str = "no"  # no | bf16 (GPU)
+    mixed_precision: str = "no"  # no | bf16: the 4 highest resolutions in bfloat16, conv_clamp 256
     init_from: str = ""  # a StyleGAN2 snapshot/ folder (ours or imported): transfer, copied by name
     compile: bool = False
     checkpoint_every: int = 0  # steps; 0: only at the end and on signals
@@ -65,10 +75,15 @@ class StyleGAN2Config:
     log_every: int = 10
     seed: int = 0
 
+    def resolved(self) -> StyleGAN2Config:
+        """This config with every unset field taken from its preset at its resolution."""
+        preset = preset_settings(self.preset, self.resolution)
+        return replace(self, **{k: preset[k] for k in (*TRAINING_KEYS, *NETWORK_KEYS) if getattr(self, k) is None})
+
     @property
     def steps(self) -> int:
-        """Optimiser steps for ``kimg`` thousand images at ``batch_size``."""
-        return max(1, round(self.kimg * 1000 / self.batch_size))
+        """Optimiser steps for ``kimg`` thousand images at the batch size."""
+        return max(1, round(self.kimg * 1000 / self.resolved().batch_size))
 
 
 def validate(cfg: StyleGAN2Config) -> float | None:
@@ -90,27 +105,36 @@ class Run:
 
     def __init__(self, cfg: StyleGAN2Config, data: TrainImages, acc):
         fixed_p = validate(cfg)
+        cfg = cfg.resolved()
         self.cfg, self.data, self.acc = cfg, data, acc
         c_dim = len(data.class_names) if cfg.conditional else 0
-        clamp = 256.0 if cfg.mixed_precision != "no" else None
-        self.net_cfg = network_config(cfg.preset, cfg.resolution, c_dim, conv_clamp=clamp)
+        reduced = cfg.mixed_precision != "no"  # the reference: num_fp16_res 4 and conv_clamp 256, or neither
+        self.net_cfg = network_config(cfg.preset, cfg.resolution, c_dim, cfg.fmaps, cfg.mapping_layers, cfg.mbstd_group,
+                                      conv_clamp=256.0 if reduced else None, num_fp16_res=4 if reduced else 0)
         torch.manual_seed(cfg.seed)  # identical initial networks on every rank
         self.G = Generator(self.net_cfg).to(acc.device)
         self.D = Discriminator(self.net_cfg).to(acc.device)
-        self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+        self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)  # snapshots and grids: float32
+        self.reduced_blocks = [f"G.{n}" for n in set_reduced_precision(self.G, torch.bfloat16 if reduced else None)] + \
+            [f"D.{n}" for n in set_reduced_precision(self.D, torch.bfloat16 if reduced else None)]
         # init_from: copied by name as the reference resumes (G, G_ema, D); what was copied goes into the summary
         self.transfer = load_for_transfer(cfg.init_from, self.G, self.D, self.G_ema) if cfg.init_from else None
         self.augment = AugmentPipe().to(acc.device)
         if fixed_p is not None:
             self.augment.p.fill_(fixed_p)
         self.ada = AdaController(cfg.ada_target, cfg.ada_interval, cfg.ada_kimg)
-        self.opt_g = lazy_adam(self.G.parameters(), cfg.g_lr, (0.0, 0.99), cfg.pl_interval if cfg.pl_weight else 0)
+        # as the reference, the lazy intervals scale Adam even when their regulariser is off (weight or gamma 0)
+        self.opt_g = lazy_adam(self.G.parameters(), cfg.g_lr, (0.0, 0.99), cfg.pl_interval)
         self.opt_d = lazy_adam(self.D.parameters(), cfg.d_lr, (0.0, 0.99), cfg.r1_interval)
         self.pl_mean = torch.zeros([], device=acc.device)
-        self.gamma = cfg.r1_gamma if cfg.r1_gamma >= 0 else r1_gamma_default(cfg.resolution, cfg.batch_size)
+        self.gamma = cfg.r1_gamma
         self.gen = torch.Generator().manual_seed(cfg.seed * 1000 + acc.process_index)
         self.step, self.curves = 0, []
-        self.g_fwd, self.d_fwd = (torch.compile(self.G), torch.compile(self.D)) if cfg.compile else (self.G, self.D)
+        self.g_fwd, self.d_fwd = self.G, self.D  # path length and R1 (double backward) always use G and D
+        if cfg.compile:  # G's loss goes through G.mapping and G.synthesis: compile those
+            self.g_fwd = SimpleNamespace(mapping=torch.compile(self.G.mapping),
+                                         synthesis=torch.compile(self.G.synthesis))
+            self.d_fwd = torch.compile(self.D)
 
     @property
     def per_process(self) -> int:
@@ -149,61 +173,19 @@ class Run:
     def latents(self, n: int) -> torch.Tensor:
         return torch.randn(n, self.net_cfg.z_dim, generator=self.gen).to(self.acc.device)
 
-
-def _average_grads(acc, module: torch.nn.Module) -> None:
-    """Mean gradient over processes: one all-reduce of all gradients flattened (one bucket, not one per tensor)."""
-    if acc.num_processes == 1:
-        return
-    grads = [p.grad for p in module.parameters() if p.grad is not None]
-    flat = acc.reduce(torch.cat([g.reshape(-1) for g in grads]), reduction="mean")
-    for g, part in zip(grads, flat.split([g.numel() for g in grads])):
-        g.copy_(part.view_as(g))
-
-
-def _g_step(run: Run) -> tuple[float, float]:
-    cfg, acc = run.cfg, run.acc
-    run.G.requires_grad_(True)
-    run.D.requires_grad_(False)
-    c = run.batch()[1] if cfg.conditional else None  # conditional G draws labels from the data's distribution
-    with acc.autocast():
-        loss = generator_loss(run.g_fwd, run.d_fwd, run.augment, run.latents(run.per_process), c, cfg.style_mixing, run.gen)
-    total, pl = loss, torch.zeros([])
-    if cfg.pl_weight and run.step % cfg.pl_interval == 0:
-        n = max(1, run.per_process // 2)
-        pl = path_length_penalty(run.G, run.latents(n), None if c is None else c[:n], run.pl_mean, run.gen)
-        total = total + pl * cfg.pl_weight * cfg.pl_interval
-    run.opt_g.zero_grad(set_to_none=True)
-    total.backward()
-    _average_grads(acc, run.G)
-    run.opt_g.step()
-    return float(loss.detach()), float(pl.detach())
-
-
-def _d_step(run: Run) -> tuple[float, float]:
-    cfg, acc = run.cfg, run.acc
-    run.G.requires_grad_(False)
-    run.D.requires_grad_(True)
-    real, c = run.batch()
-    do_r1 = run.gamma > 0 and run.step % cfg.r1_interval == 0
-    with acc.autocast():
-        loss, logits, r1 = discriminator_loss(run.g_fwd, run.d_fwd if not do_r1 else run.D, run.augment, real, c,
-                                              run.latents(run.per_process), c, run.gamma * cfg.r1_interval, do_r1,
-                                              run.gen)
-    run.opt_d.zero_grad(set_to_none=True)
-    loss.backward()
-    _average_grads(acc, run.D)
-    run.opt_d.step()
-    if cfg.augment == "ada":
-        run.ada.accumulate(acc.gather(logits))
-        run.ada.maybe_update(run.augment, run.step + 1, cfg.batch_size)
-    return float(loss.detach()), float(r1)
+    def gen_c(self, n: int) -> torch.Tensor | None:
+        """One-hot labels drawn from the data's label distribution for ``n`` fakes (None: unconditional)."""
+        if not self.cfg.conditional:
+            return None
+        labels = self.data.labels[torch.randint(0, len(self.data), (n,), generator=self.gen)]
+        return torch.nn.functional.one_hot(labels, len(self.data.class_names)).float().to(self.acc.device)
 
 
 def _ema_update(run: Run) -> None:
     cfg = run.cfg
     ema_nimg = cfg.ema_kimg * 1000
-    if cfg.ema_rampup > 0:
-        ema_nimg = min(ema_nimg, (run.step + 1) * cfg.batch_size * cfg.ema_rampup)
+    if cfg.ema_rampup > 0:  # images shown before this step, as the reference (the first step copies G)
+        ema_nimg = min(ema_nimg, run.step * cfg.batch_size * cfg.ema_rampup)
     beta = 0.5 ** (cfg.batch_size / max(ema_nimg, 1e-8))
     with torch.no_grad():
         for p_ema, p in zip(run.G_ema.parameters(), run.G.parameters()):
@@ -243,8 +225,7 @@ def train_stylegan2(train_shard: str | os.PathLike, out: str | os.PathLike, cfg:
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    acc = Accelerator(cpu=not torch.cuda.is_available(),
-                      mixed_precision=cfg.mixed_precision if torch.cuda.is_available() else "no")
+    acc = Accelerator(cpu=not torch.cuda.is_available())  # reduced precision: per block (Run), not autocast
     # The run seeds torch's global RNGs (network init, synthesis noise); the caller's are restored afterwards.
     with torch.random.fork_rng(devices=[torch.cuda.current_device()] if acc.device.type == "cuda" else []):
         return _train(Run(cfg, TrainImages(train_shard, cfg.classes, cfg.resolution), acc), out, stop_after_steps)
@@ -257,11 +238,9 @@ def _train(run: Run, out: Path, stop_after_steps: int | None) -> dict:
     bar = tqdm(total=cfg.steps, initial=run.step, desc="stylegan2-ada", unit="step", disable=not run.acc.is_main_process)
     with StopFlag() as stop:
         while run.step < cfg.steps:
-            loss_g, pl = _g_step(run)
-            loss_d, r1 = _d_step(run)
+            losses.append(train_step(run))
             _ema_update(run)
             run.step += 1
-            losses.append((loss_g, pl, loss_d, r1))
             _log(run, bar, losses)
             bar.update(1)
             if stop.requested or (stop_after_steps is not None and run.step >= stop_after_steps and run.step < cfg.steps):
@@ -292,6 +271,7 @@ def _summary(run: Run, out: Path, seconds: float) -> dict:
                "kimg": run.step * run.cfg.batch_size / 1000, "seconds_this_process": round(seconds, 2),
                "num_processes": run.acc.num_processes, "per_process_batch": run.per_process,
                "effective_batch": run.per_process * run.acc.num_processes, "r1_gamma": run.gamma,
+               "reduced_precision_blocks": run.reduced_blocks,
                "ada_p": float(run.augment.p), "train_images": len(run.data),
                "train_image_ids_sha256": run.data.ids_sha256(), "train_shard": run.data.source,
                "transfer": run.transfer, "final": run.curves[-1] if run.curves else None, "sec_per_kimg": round(

@@ -1,6 +1,8 @@
 """Every bad input named in the foundation issue: one-line error (exit 2) or a quarantine entry, never a traceback."""
 from __future__ import annotations
 
+import json
+
 import csv
 import os
 import subprocess
@@ -130,16 +132,21 @@ def test_onehot_rows_with_zero_or_two_ones_are_quarantined(cli, tmp_path):
     assert len(_ids(out)) == 1
 
 
-def test_empty_class_folder_is_reported_and_split_refuses_missing_class(cli, tmp_path):
+def test_empty_class_folder_is_reported_and_split_drops_it_or_refuses_a_tiny_class(cli, tmp_path):
     root = tmp_path / "tree"
-    for cls in ("nv", "bcc", "bkl", "mel"):
-        for k in range(3):
+    for cls, n in (("nv", 3), ("bcc", 3), ("bkl", 3), ("mel", 3)):
+        for k in range(n):
             jpeg(root / cls / f"{cls}{k}.jpg", k + hash(cls) % 100)
     (root / "scc").mkdir()
     res, out = _ingest(cli, root, tmp_path)
     assert res.code == 0 and f"class folder {root / 'scc'} is empty" in res.out
+    res = cli("data", "split", out, "--out", tmp_path / "split.csv")  # SCC: no images -> dropped with a note
+    assert res.code == 0, res.err
+    assert json.loads((tmp_path / "split.json").read_text())["dropped_classes"]["SCC"].startswith("SCC: 0 images")
+    (root / "mel" / "mel2.jpg").unlink()  # MEL: 2 lesion groups -> too few to split, a one-line error
+    res, out = _ingest(cli, root, tmp_path)
     res = cli("data", "split", out, "--out", tmp_path / "split.csv")
-    assert res.code == 2 and "class SCC has 0 lesion group(s)" in res.err and str(out) in res.err
+    assert res.code == 2 and "class MEL has 2 lesion group(s)" in res.err and str(out) in res.err
 
 
 def test_duplicate_image_ids_merged_or_quarantined(cli, tmp_path):

@@ -3,6 +3,19 @@
 A lesion is rendered once in its own canonical frame (an RGBA image, lesion radius ~1/3 of the
 frame); each photograph of it warps that frame with a pose (rotation, zoom, offset) so repeated
 images of one lesion share identity but differ, as in HAM10000.
+
+Planted class cues (``STYLES``), chosen to survive downscaling to 32-64 px so that a classifier
+trained from random init on a few hundred images learns them (the demo):
+
+- NV: round, soft-edged, even medium brown (1-2 colours), a regular pigment network.
+- MEL: irregular asymmetric outline, 3-5 colours including black, blue-grey, red and white.
+- BCC: pink and pearly, partly translucent, blue-grey nests, thick red arborizing vessels.
+- BKL: light tan to yellow-brown, sharp "stuck-on" border, coarse dark cerebriform ridges.
+- SCC: red-pink with a large white-yellow central keratin scale and dotted vessels.
+
+Colour, size and outline ranges overlap and skin tone, lighting and artifacts vary, so the task is
+not trivial -- but these cues are planted by hand: what a classifier learns here says nothing
+about real dermoscopy.
 """
 from __future__ import annotations
 
@@ -31,22 +44,27 @@ class ClassStyle:
 
 
 STYLES: dict[str, ClassStyle] = {
+    # NV: round, soft-edged, even medium brown, one or two colours, a regular network.
     "NV": ClassStyle((0.02, 0.08), (0.06, 0.16), (1, 2),
                      ((121, 78, 48), (146, 98, 62), (95, 60, 38), (165, 120, 85)),
                      (0.15, 0.4), (0.7, 1.0), "", 0.0, 0.0, 0.05),
+    # MEL: irregular, asymmetric, three to five colours incl. black, blue-grey and white regression.
     "MEL": ClassStyle((0.07, 0.22), (0.03, 0.14), (3, 5),
                       ((60, 35, 25), (25, 18, 20), (95, 95, 120), (150, 60, 55),
                        (205, 195, 190), (120, 75, 45)),
                       (0.2, 0.55), (0.0, 0.5), "", 0.0, 0.0, 0.0),
-    "BCC": ClassStyle((0.05, 0.15), (0.08, 0.2), (1, 3),
-                      ((215, 150, 145), (200, 135, 140), (110, 115, 140), (190, 160, 150)),
-                      (0.0, 0.05), (0.0, 0.5), "arborizing", 0.0, 0.0, 0.45),
+    # BCC: pink, pearly, partly translucent, with blue-grey nests and thick arborizing vessels.
+    "BCC": ClassStyle((0.05, 0.15), (0.08, 0.2), (2, 3),
+                      ((225, 150, 160), (210, 135, 150), (105, 110, 150), (230, 170, 175)),
+                      (0.0, 0.05), (0.0, 0.5), "arborizing", 0.0, 0.0, 0.25),
+    # BKL: light tan to yellow-brown, sharp "stuck-on" border, coarse cerebriform ridges.
     "BKL": ClassStyle((0.03, 0.12), (0.02, 0.07), (1, 3),
-                      ((150, 110, 70), (125, 90, 55), (175, 140, 95), (100, 75, 50)),
-                      (0.0, 0.12), (0.3, 0.8), "", 0.55, 0.0, 0.05),
+                      ((190, 150, 85), (170, 130, 70), (205, 170, 105), (160, 125, 75)),
+                      (0.0, 0.12), (0.3, 0.8), "", 0.7, 0.0, 0.05),
+    # SCC: red-pink with a large central white-yellow keratin scale and dotted vessels.
     "SCC": ClassStyle((0.05, 0.16), (0.08, 0.22), (1, 3),
-                      ((210, 120, 115), (190, 100, 95), (225, 150, 140)),
-                      (0.0, 0.05), (0.0, 0.5), "dotted", 0.1, 0.75, 0.2),
+                      ((205, 95, 90), (185, 80, 75), (220, 120, 110)),
+                      (0.0, 0.05), (0.0, 0.5), "dotted", 0.1, 0.95, 0.1),
 }
 
 
@@ -104,8 +122,8 @@ def _network(rng: np.random.Generator, style: ClassStyle) -> np.ndarray:
 def _ridges(rng: np.random.Generator, strength: float) -> np.ndarray:
     if strength <= 0:
         return np.zeros((CANON, CANON), np.float32)
-    field = smooth_noise(rng, CANON, 14)
-    return strength * rng.uniform(0.5, 1.2) * (np.abs(np.sin(field * 40)) < 0.25).astype(np.float32)
+    field = smooth_noise(rng, CANON, 8)  # coarse folds: still visible at 32-64 px
+    return strength * rng.uniform(0.7, 1.2) * (np.abs(np.sin(field * 24)) < 0.3).astype(np.float32)
 
 
 def _vessels(rng: np.random.Generator, kind: str, alpha: np.ndarray) -> np.ndarray:
@@ -118,16 +136,16 @@ def _vessels(rng: np.random.Generator, kind: str, alpha: np.ndarray) -> np.ndarr
                 step = rng.uniform(8, 22)
                 angle += rng.normal(0, 0.6)
                 q = p + step * np.array([np.cos(angle), np.sin(angle)])
-                width = max(1, 4 - depth // 2)
+                width = max(3, 9 - depth)  # thick enough to survive downscaling to 64 px
                 cv2.line(layer, tuple(int(v) for v in p), tuple(int(v) for v in q), 1.0, width, cv2.LINE_AA)
                 if rng.random() < 0.4:
                     b = q + rng.uniform(6, 14) * np.array([np.cos(angle + 1.1), np.sin(angle + 1.1)])
-                    cv2.line(layer, tuple(int(v) for v in q), tuple(int(v) for v in b), 1.0, 1, cv2.LINE_AA)
+                    cv2.line(layer, tuple(int(v) for v in q), tuple(int(v) for v in b), 1.0, 3, cv2.LINE_AA)
                 p = q
     elif kind == "dotted":
         for _ in range(int(rng.integers(15, 60))):
             c = rng.normal(CANON / 2, CANON / 7, 2)
-            cv2.circle(layer, (int(c[0]), int(c[1])), int(rng.integers(1, 3)), 1.0, -1, cv2.LINE_AA)
+            cv2.circle(layer, (int(c[0]), int(c[1])), int(rng.integers(3, 6)), 1.0, -1, cv2.LINE_AA)
     return layer * (alpha > 0.3)
 
 

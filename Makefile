@@ -43,9 +43,11 @@ lock: install
 
 demo: install
 	@echo "SkinGenBench demo (jobs/demo.toml): a 400-image phantom -> ingest -> lesion-grouped split ->"
-	@echo "  basic + advanced shards -> per pipeline a small DDPM and a tiny StyleGAN2-ADA (melanoma, train split"
-	@echo "  only) -> synthetic shards, FID/KID/PR/memorisation, t-SNE -> 2 pipelines x 6 arms x 4 classifiers"
-	@echo "  = 48 training cells + metrics, 2 at a time by the local executor; about 15 minutes on 2 cores."
+	@echo "  basic + advanced 64 px shards -> per pipeline a small DDPM and a tiny StyleGAN2-ADA (melanoma, train"
+	@echo "  split only) -> synthetic shards, FID/KID/PR/memorisation, t-SNE -> 2 pipelines x 6 arms x ResNet-18"
+	@echo "  (from random init) = 12 training cells + metrics, 2 at a time by the local executor; about"
+	@echo "  15 minutes on 2 cores. The phantom has planted class cues: the numbers show the"
+	@echo "  pipeline works end to end, not anything about real dermoscopy."
 	@echo "  Results: $(DEMO_OUT)/"
 	$(VENV)/bin/skingen run jobs/demo.toml --executor local --out $(DEMO_OUT)
 	$(VENV)/bin/skingen status $(DEMO_OUT)

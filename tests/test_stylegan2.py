@@ -83,6 +83,25 @@ def test_demodulation_keeps_activations_at_unit_scale():
     assert float(raw.std()) > 10  # without demodulation the scale follows the styles
 
 
+@pytest.mark.parametrize("up,demodulate,kernel", [(False, True, 3), (True, True, 3), (False, False, 1)])
+def test_unfused_modulated_conv_is_the_fused_one(up, demodulate, kernel):
+    """Training's path (styles and demodulation around one shared conv) = the grouped conv, values and gradients."""
+    torch.manual_seed(0)
+    x = torch.randn(3, 16, 8, 8)
+    weight, styles = torch.randn(24, 16, kernel, kernel), torch.exp(torch.randn(3, 16))
+    outs, grads = [], []
+    for fused in (True, False):
+        leaves = [t.clone().requires_grad_(True) for t in (x, weight, styles)]
+        out = modulated_conv2d(*leaves, demodulate=demodulate, padding=kernel // 2, up=up, fused=fused)
+        (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+        outs.append(out.detach())
+        grads.append([t.grad for t in leaves])
+    assert outs[0].shape == outs[1].shape == (3, 24, 16 if up else 8, 16 if up else 8)
+    torch.testing.assert_close(outs[1], outs[0], rtol=1e-4, atol=1e-4 * float(outs[0].abs().max()))
+    for a, b in zip(grads[0], grads[1]):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4 * float(a.abs().max()))
+
+
 def test_augment_is_identity_at_p0_differentiable_and_unbiased():
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(16, 3, 32, 32) * 2 - 1

@@ -91,12 +91,23 @@ class EqualConv2d(torch.nn.Module):
 
 
 def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, demodulate: bool = True,
-                     padding: int = 1, up: bool = False) -> torch.Tensor:
+                     padding: int = 1, up: bool = False, fused: bool = True) -> torch.Tensor:
     """Per-sample modulated convolution: scale input channels by ``styles``, then (optionally) normalise
-    each output channel's weights to unit L2 norm (demodulation), as one grouped convolution.
+    each output channel's weights to unit L2 norm (demodulation).
 
+    ``fused``: one grouped convolution with per-sample weights (the reference's inference path).
+    Otherwise, as the reference in training: the input is scaled by the styles, convolved with the shared
+    weight (one batched conv; its weight gradient is one GEMM, not one per sample) and the output scaled
+    by the demodulation coefficients (from a (N, in) x (in, out) product); the same function.
     ``up``: a stride-2 transposed convolution (output 2H + k - 2 before trimming), then the FIR filter
     with gain 4 and the padding that brings the output to exactly 2H."""
+    if not fused:
+        out = _conv(x * styles.to(x.dtype)[:, :, None, None], weight.to(x.dtype), padding, up)
+        if demodulate:
+            # sum over (in, k, k) of (w s)^2 = s^2 @ (sum over k of w^2): no (N, out, in, k, k) tensor
+            dcoefs = (styles.square() @ weight.square().sum(dim=(2, 3)).t()).add(1e-8).rsqrt()
+            out = out * dcoefs.to(out.dtype)[:, :, None, None]
+        return out
     n, c_in, h, w = x.shape
     c_out, _, kh, kw = weight.shape
     wts = weight[None] * styles[:, None, :, None, None]  # (N, out, in, k, k)
@@ -105,12 +116,21 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
     x = x.reshape(1, n * c_in, h, w)
     if up:
         wts = wts.transpose(1, 2).reshape(n * c_in, c_out, kh, kw)  # transposed conv: (in, out/groups, k, k)
-        out = F.conv_transpose2d(x, wts.to(x.dtype), stride=2, groups=n)
-        p = padding + 3 - kh  # the filter's 4 taps trim 3; the conv added k - 1 rows
-        out = _filter(out, fir_kernel(x.device) * 4, (p, p, p, p))
     else:
-        out = F.conv2d(x, wts.reshape(n * c_out, c_in, kh, kw).to(x.dtype), padding=padding, groups=n)
+        wts = wts.reshape(n * c_out, c_in, kh, kw)
+    out = _conv(x, wts.to(x.dtype), padding, up, groups=n)
     return out.reshape(n, c_out, *out.shape[2:])
+
+
+def _conv(x: torch.Tensor, weight: torch.Tensor, padding: int, up: bool, groups: int = 1) -> torch.Tensor:
+    """Plain or upsampling (transposed, stride 2, then FIR with gain 4) convolution; ``weight`` as F expects."""
+    if not up:
+        return F.conv2d(x, weight, padding=padding, groups=groups)
+    if groups == 1:
+        weight = weight.transpose(0, 1)  # (out, in, k, k) -> the transposed conv's (in, out, k, k)
+    out = F.conv_transpose2d(x, weight, stride=2, groups=groups)
+    p = padding + 3 - weight.shape[-2]  # the filter's 4 taps trim 3; the conv added k - 1 rows
+    return _filter(out, fir_kernel(x.device) * 4, (p, p, p, p))
 
 
 class ModulatedConv(torch.nn.Module):
@@ -138,7 +158,9 @@ class ModulatedConv(torch.nn.Module):
         if not self.demodulate:  # toRGB: the style scale is folded into the weight scale
             styles = styles * self.scale
         # demodulation normalises the weight, so (as the reference) it is used unscaled there
-        x = modulated_conv2d(x, self.weight, styles, self.demodulate, self.padding, up=self.up)
+        # fused (grouped) for inference, styles and demodulation around one shared conv in training (as the reference)
+        x = modulated_conv2d(x, self.weight, styles, self.demodulate, self.padding, up=self.up,
+                             fused=not self.training or x.shape[0] == 1)
         if self.noise_strength is not None and noise_mode != "none":
             noise = (torch.randn(x.shape[0], 1, *x.shape[2:], device=x.device, dtype=x.dtype)
                      if noise_mode == "random" else self.noise_const.to(x.dtype)[None, None])

@@ -125,3 +125,33 @@ def study_variant(tmp: Path, name: str = "study.toml", replace: dict[str, str] |
     path = tmp / name
     path.write_text(text)
     return path
+
+
+# A [generate] section small enough to train both generators in seconds (grid and validation tests).
+GENERATE = """
+[generate]
+generators = ["ddpm", "stylegan2_ada"]
+sampling_steps = 3
+sample_batch = 16
+
+[generate.ddpm]
+channels = [32, 64]
+layers_per_block = 1
+max_steps = 4
+batch_size = 8
+warmup_steps = 1
+checkpoint_every = 0
+grid_images = 4
+grid_steps = 2
+
+[generate.stylegan2_ada]
+preset = "tiny"
+kimg = 0.032
+batch_size = 8
+grid_images = 4
+
+[generate.metrics]
+extractor = "tiny"
+n_boot = 10
+kid_subsets = 10
+"""

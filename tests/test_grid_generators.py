@@ -12,35 +12,7 @@ from skingen.grid.plan import plan_study
 from skingen.grid.run import run_study
 from skingen.grid.spec import load_study
 
-from builders import read_rows, study_variant
-
-GENERATE = """
-[generate]
-generators = ["ddpm", "stylegan2_ada"]
-sampling_steps = 3
-sample_batch = 16
-
-[generate.ddpm]
-channels = [32, 64]
-layers_per_block = 1
-max_steps = 4
-batch_size = 8
-warmup_steps = 1
-checkpoint_every = 0
-grid_images = 4
-grid_steps = 2
-
-[generate.stylegan2_ada]
-preset = "tiny"
-kimg = 0.032
-batch_size = 8
-grid_images = 4
-
-[generate.metrics]
-extractor = "tiny"
-n_boot = 10
-kid_subsets = 10
-"""
+from builders import GENERATE, read_rows, study_variant
 
 
 def _study(tmp_path, extra: str = GENERATE, arms: str = 'arms = ["real", "synthetic_ddpm", "synthetic_stylegan2_ada"]'):

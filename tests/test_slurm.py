@@ -1,9 +1,12 @@
 """Integration tests on the real single-node SLURM (slurm-wlm + munge + slurmdbd + MariaDB)."""
 from __future__ import annotations
 
+import json
+import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -37,26 +40,41 @@ def _start_run(study, out):
                              "--out", str(out)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def test_smoke_study_runs_to_done_on_slurm(slurm_cluster, tmp_path):
-    study = study_variant(tmp_path)
-    summary = run_study(study, executor="slurm", out=tmp_path / "r", poll=0.5)
+UPSTREAM = ("phantom", "ingest", "split", "pack")  # stages whose cells do not depend on [classify]
+
+
+@pytest.fixture(scope="module")
+def smoke_run(slurm_cluster, tmp_path_factory):
+    """The smoke study run once on SLURM; later tests start from its finished data cells."""
+    root = tmp_path_factory.mktemp("slurm_smoke")
+    study = study_variant(root)
+    return study, root / "r", run_study(study, executor="slurm", out=root / "r", poll=0.5)
+
+
+def _with_data_done(smoke_run, out: Path) -> Path:
+    """``out`` holding copies of the smoke run's data cells (same keys), so a run starts at training."""
+    for stage in UPSTREAM:
+        shutil.copytree(smoke_run[1] / stage, out / stage)
+    return out
+
+
+def test_smoke_study_runs_to_done_on_slurm(smoke_run):
+    study, out, summary = smoke_run
     assert summary["train_clf"]["done"] == 2 and summary["clf_metrics"]["done"] == 2
     cells = plan_study(load_study(study))
-    assert all(cell_state(c, tmp_path / "r") == "done" for c in cells)
+    assert all(cell_state(c, out) == "done" for c in cells)
     train = next(c for c in cells if c.stage == "train_clf")
-    import json
-
-    job = json.loads((train.folder(tmp_path / "r") / "cell.json").read_text())["job"]
+    job = json.loads((train.folder(out) / "cell.json").read_text())["job"]
     assert job["slurm_job_id"]  # it really ran as a SLURM job
 
 
-def _long_training(tmp_path, epochs: int = 60):
+def _long_training(tmp_path, epochs: int = 15):
     return study_variant(tmp_path, replace={"epochs = 1": f"epochs = {epochs}",
                                             'arms = ["real", "oversample"]': 'arms = ["real"]'})
 
 
-def test_scancel_marks_the_cell_failed_and_a_rerun_runs_it_alone(slurm_cluster, tmp_path):
-    study, out = _long_training(tmp_path), tmp_path / "r"
+def test_scancel_marks_the_cell_failed_and_a_rerun_runs_it_alone(smoke_run, tmp_path):
+    study, out = _long_training(tmp_path), _with_data_done(smoke_run, tmp_path / "r")
     proc = _start_run(study, out)
     job = _wait(lambda: _squeue_running("skingen-train_clf"), 240, "the training job to run")[0]
     subprocess.run(["scancel", job], check=True)
@@ -71,11 +89,11 @@ def test_scancel_marks_the_cell_failed_and_a_rerun_runs_it_alone(slurm_cluster, 
     assert summary["train_clf"]["done"] == 1 and summary["clf_metrics"]["done"] == 1
 
 
-def test_preempted_training_cell_requeues_and_resumes_to_the_same_result(slurm_cluster, tmp_path):
-    study = _long_training(tmp_path, epochs=25)
-    reference = run_study(study, executor="slurm", out=tmp_path / "ref", poll=0.5)
-    assert reference["train_clf"]["done"] == 1
-    out = tmp_path / "pre"
+def test_preempted_training_cell_requeues_and_resumes_to_the_same_result(smoke_run, tmp_path):
+    study = _long_training(tmp_path, epochs=12)
+    reference = run_study(study, executor="slurm", out=_with_data_done(smoke_run, tmp_path / "ref"), poll=0.5)
+    assert reference["train_clf"]["done"] == 1 and reference["pack"] == {"blocked": 0}  # the data cells were reused
+    out = _with_data_done(smoke_run, tmp_path / "pre")
     proc = _start_run(study, out)
     train = next(c for c in plan_study(load_study(study)) if c.stage == "train_clf")
     job = _wait(lambda: _squeue_running("skingen-train_clf"), 240, "the training job to run")[0]
@@ -102,10 +120,10 @@ def test_preempted_training_cell_requeues_and_resumes_to_the_same_result(slurm_c
     assert np.allclose(probs, probs_b, atol=1e-5)  # same single-CPU job settings: resume equals continuous
 
 
-def test_detached_driver_job_runs_the_study_after_the_shell_returns(slurm_cluster, tmp_path, cli):
+def test_detached_driver_job_runs_the_study_after_the_shell_returns(smoke_run, tmp_path, cli):
     study = study_variant(tmp_path, replace={'arms = ["real", "oversample"]': 'arms = ["real"]'})
     start = time.time()
-    res = cli("run", study, "--executor", "slurm", "--out", tmp_path / "r", "--detach")
+    res = cli("run", study, "--executor", "slurm", "--out", _with_data_done(smoke_run, tmp_path / "r"), "--detach")
     assert res.code == 0 and "driver job" in res.out and time.time() - start < 30
     cells = plan_study(load_study(study))
     _wait(lambda: (tmp_path / "r" / "report" / "index.html").is_file(), 400, "the driver to finish the study", step=2)

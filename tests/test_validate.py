@@ -17,7 +17,7 @@ from skingen.grid.spec import (ClassifySpec, DataSpec, ExecutorSpec, GenerateSpe
                                load_study)
 from skingen.metrics.gen_eval import GenMetricsConfig
 
-from builders import REPO, study_variant
+from builders import GENERATE, REPO, study_variant
 
 
 def _merge(base: dict, edits: dict) -> dict:
@@ -268,32 +268,6 @@ def test_several_bad_values_are_counted_on_the_one_line(tmp_path):
         load_study(path)
 
 
-GENERATE_TEST_EXTRA = """
-[generate]
-generators = ["ddpm", "stylegan2_ada"]
-sampling_steps = 3
-sample_batch = 16
-[generate.ddpm]
-channels = [32, 64]
-layers_per_block = 1
-max_steps = 4
-batch_size = 8
-warmup_steps = 1
-checkpoint_every = 0
-grid_images = 4
-grid_steps = 2
-[generate.stylegan2_ada]
-preset = "tiny"
-kimg = 0.032
-batch_size = 8
-grid_images = 4
-[generate.metrics]
-extractor = "tiny"
-n_boot = 10
-kid_subsets = 10
-"""
-
-
 @pytest.mark.parametrize("name", ["smoke", "demo", "paper"])
 def test_shipped_studies_load(name):
     assert load_study(REPO / "jobs" / f"{name}.toml").name == name
@@ -302,7 +276,7 @@ def test_shipped_studies_load(name):
 @pytest.mark.parametrize("replace, extra", [
     ({}, ""),
     ({'arms = ["real", "oversample"]': 'arms = ["real", "synthetic_ddpm", "synthetic_stylegan2_ada"]'},
-     GENERATE_TEST_EXTRA),  # tests/test_grid_generators.py
+     GENERATE),
     ({"epochs = 1": "epochs = 1\npretrained = true"}, '\n[generate]\ngenerators = ["ddpm"]\n[generate.metrics]\n'
      'extractor = "inception"\n[generate.ddpm]\ninit_from = "/assets/diffusers/ddpm-celebahq-256"\n'),  # test_assets
     ({"epochs = 1": "epochs = 60", 'arms = ["real", "oversample"]': 'arms = ["real"]'}, ""),  # test_slurm

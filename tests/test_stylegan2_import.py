@@ -260,8 +260,8 @@ def test_transfer_refuses_a_network_it_does_not_fit(tmp_path):
     assert set(rec["kept_init"]) == {"mapping.layers.0.weight", "mapping.embed.weight", "mapping.embed.bias"}
 
 
-def test_assets_fetch_imports_the_ffhq_pickle(reference_modules, tmp_path, cli):
-    """The FFHQ asset is fetched (here from a local mirror), imported after the fetch and checked."""
+def _fetch_ffhq(tmp_path, cli, ref, cfg, cache):
+    """`skingen assets fetch` of the FFHQ asset from a local mirror serving a pickle of ``cfg``'s networks."""
     import functools
     import http.server
     import threading
@@ -271,20 +271,27 @@ def test_assets_fetch_imports_the_ffhq_pickle(reference_modules, tmp_path, cli):
     asset = assets.ASSETS["stylegan2_ffhq256"][0]
     served = tmp_path / "mirror" / asset.url.split("://", 1)[1]
     served.parent.mkdir(parents=True)
-    cfg = network_config("tiny", 16)
     G_ema, G, D = _networks(cfg)
-    _write_pickle(served, reference_modules, cfg, G_ema, G, D)
+    _write_pickle(served, ref, cfg, G_ema, G, D)
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path / "mirror"))
     handler.log_message = lambda *a: None
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    cache = tmp_path / "cache"
     try:
         r = cli("assets", "fetch", "--only", "stylegan2_ffhq256", "--cache", cache,
                 "--mirror", f"http://127.0.0.1:{server.server_address[1]}")
     finally:
         server.shutdown()
     assert r.code == 0, r.err
+    return asset, G_ema, G, D
+
+
+def test_assets_fetch_imports_the_ffhq_pickle(reference_modules, tmp_path, cli):
+    """The FFHQ asset is fetched (here from a local mirror), imported after the fetch and checked."""
+    from skingen import assets
+
+    cache, cfg = tmp_path / "cache", network_config("tiny", 16)
+    asset, G_ema, _, _ = _fetch_ffhq(tmp_path, cli, reference_modules, cfg, cache)
     snap = cache / "stylegan2" / "ffhq-res256-mirror-paper256-noaug"
     z = torch.randn(2, cfg.z_dim)
     assert torch.equal(load_generator(snap)(z, noise_mode="const"), G_ema(z, noise_mode="const"))
@@ -299,15 +306,31 @@ def test_assets_fetch_imports_the_ffhq_pickle(reference_modules, tmp_path, cli):
     assert assets.imported_assets("/assets/stylegan2/ffhq-res256-mirror-paper256-noaug") == ["stylegan2_ffhq256"]
 
 
-def test_a_study_resuming_from_ffhq_needs_the_asset(tmp_path, cli, monkeypatch):
+def test_a_study_resuming_from_ffhq_needs_the_asset_and_records_the_transfer(reference_modules, tmp_path, cli,
+                                                                             monkeypatch):
+    """As jobs/paper.toml: refused before the fetch; after it, the GAN cell starts from the imported networks."""
     from builders import study_variant
     from skingen import assets
+    from skingen.grid.plan import plan_study
+    from skingen.grid.spec import load_study
 
-    monkeypatch.setenv("SKINGEN_ASSETS", str(tmp_path / "cache"))
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("SKINGEN_ASSETS", str(cache))
     study = study_variant(tmp_path)
     study.write_text(study.read_text() + '\n[generate]\ngenerators = ["stylegan2_ada"]\n[generate.metrics]\n'
-                     'extractor = "tiny"\n[generate.stylegan2_ada]\npreset = "tiny"\n'
-                     'init_from = "/assets/stylegan2/ffhq-res256-mirror-paper256-noaug"\n')
+                     'extractor = "tiny"\n[generate.stylegan2_ada]\npreset = "tiny"\nkimg = 0.016\nbatch_size = 8\n'
+                     'grid_images = 0\ninit_from = "/assets/stylegan2/ffhq-res256-mirror-paper256-noaug"\n')
     assert assets.study_assets(study) == ["stylegan2_ffhq256"]
     r = cli("run", study, "--check", "--executor", "debug", "--out", tmp_path / "r")
     assert r.code == 2 and "'skingen assets fetch --only stylegan2_ffhq256'" in r.err, r.err
+
+    source = network_config("tiny", 32, mapping_layers=8)  # as FFHQ's paper256 network into auto's 2 layers
+    _fetch_ffhq(tmp_path, cli, reference_modules, source, cache)
+    r = cli("run", study, "--executor", "debug", "--until", "train_gen", "--out", tmp_path / "r")
+    assert r.code == 0, r.err
+    cell = next(c for c in plan_study(load_study(study)) if c.stage == "train_gen")
+    transfer = json.loads((cell.folder(tmp_path / "r") / "train_summary.json").read_text())["transfer"]
+    assert set(transfer) >= {"G", "G_ema", "D"}
+    assert "mapping.layers.1.weight" in transfer["G"]["copied"] and transfer["G"]["kept_init"] == []
+    assert set(transfer["G"]["skipped"]) == {f"mapping.layers.{i}.{p}" for i in range(2, 8) for p in ("weight", "bias")}
+    assert transfer["D"]["skipped"] == [] and len(transfer["D"]["copied"]) > 20

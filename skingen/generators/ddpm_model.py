@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from ..errors import UserError
+from ..metrics.extractors import asset_path
 
 PRESETS: dict[int, tuple[int, ...]] = {
     16: (32, 64),
@@ -44,7 +45,7 @@ def load_unet(init_from: str | os.PathLike, resolution: int, num_class_embeds: i
     """Load real UNet weights (a diffusers pipeline folder, a unet folder, or a cached hub id)."""
     from diffusers import UNet2DModel
 
-    path = Path(init_from)
+    path = init_from = asset_path(init_from)
     subfolder = "unet" if (path / "unet" / "config.json").is_file() else None
     try:
         unet = UNet2DModel.from_pretrained(str(init_from), subfolder=subfolder)

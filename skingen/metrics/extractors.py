@@ -60,6 +60,15 @@ def assets_dir(path: str | os.PathLike | None = None) -> Path:
     return Path(path or os.environ.get("SKINGEN_ASSETS", "~/.cache/skingen")).expanduser()
 
 
+def asset_path(path: str | os.PathLike) -> Path:
+    """A path in a study file: ``/assets/REST`` means REST in the asset cache (the container binds the cache at
+    /assets and sets SKINGEN_ASSETS=/assets, so one study file works in and out of the container)."""
+    text = str(path)
+    if text.startswith("/assets/") and not Path(text).exists():
+        return assets_dir() / text[len("/assets/"):]
+    return Path(path)
+
+
 def sha256_file(path: Path) -> str:
     """sha256 of a file, streamed."""
     digest = hashlib.sha256()

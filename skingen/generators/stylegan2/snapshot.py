@@ -12,6 +12,7 @@ import torch
 
 from ...atomic import atomic_path, write_json
 from ...errors import UserError
+from ...metrics.extractors import asset_path
 from ..common import save_grid
 from .networks import Generator, NetworkConfig
 
@@ -88,7 +89,7 @@ def load_for_transfer(folder: str | Path, G: torch.nn.Module, D: torch.nn.Module
     ``discriminator.safetensors`` when saved. Returns what was copied, kept and skipped per network."""
     import safetensors.torch
 
-    folder = Path(folder)
+    folder = asset_path(folder)
     weights = folder / "network.safetensors"
     if not weights.is_file() or not (folder / "network.json").is_file():
         raise UserError(f"init_from {folder}: no network.safetensors + network.json; give a StyleGAN2 cell's snapshot/ "

@@ -157,3 +157,22 @@ def test_ham7_study_on_the_phantom(tmp_path):
     assert prediction_classes(cell / "predictions.csv") == PRESETS["ham7"].classes
     metrics = json.loads(next((tmp_path / "results" / "clf_metrics").glob("*/metrics.json")).read_text())
     assert metrics["classes"] == list(PRESETS["ham7"].classes) and metrics["target_class"] == "MEL"
+
+
+def test_report_tables_name_the_class_the_one_vs_rest_metrics_score():
+    """A set without MEL scores its target_class; the tables must say so, not 'MEL'."""
+    from skingen.report.effects import delta_records
+    from skingen.report.joint import CellScores, StudyScores, run_joint_bootstrap
+    from skingen.report.tables import MEL_COLUMNS, delta_table, for_target, metric_table
+
+    rng = np.random.default_rng(0)
+    y = np.arange(60) % 3
+    cells = [CellScores("basic", arm, "resnet18", seed, rng.dirichlet(np.ones(3), size=60))
+             for arm in ("real", "oversample") for seed in range(2)]
+    for names, target, word in ((("NV", "BCC", "SCC"), 1, "BCC"), (("NV", "MEL", "SCC"), 1, "MEL")):
+        jb = run_joint_bootstrap(StudyScores(y, np.arange(60), cells, target, names), 20, 0)
+        assert jb.target_name == word
+        table = metric_table(jb, "classifier_melanoma", "x", for_target(MEL_COLUMNS, jb.target_name))
+        deltas = delta_table(delta_records(jb), jb.target_name)
+        assert table.header[5] == f"{word} F1" and deltas.header[4] == f"Δ{word} F1 [95 % CI]"
+        assert ("no melanoma" in table.note) == (word == "MEL") and ("MEL" in " ".join(deltas.header)) == (word == "MEL")

@@ -22,7 +22,8 @@ from .html import figure_html, render_page, table_html
 from .joint import JointBootstrap, run_joint_bootstrap
 from .original import original_comparison
 from .scores import study_scores
-from .tables import GLOBAL_COLUMNS, MEL_COLUMNS, Table, delta_table, effects_table, metric_table, missing_table
+from .tables import (GLOBAL_COLUMNS, MEL_COLUMNS, Table, delta_table, effects_table, for_target, metric_table,
+                     missing_table, target_word)
 from .verdict import verdicts as make_verdicts
 
 log = logging.getLogger(__name__)
@@ -55,9 +56,11 @@ def _load_all(roots: list[Path]) -> tuple[list[Results], list[dict]]:
 
 def _classifier_tables(jb: JointBootstrap | None, deltas: list[dict], effects: list[dict], rows: list[dict],
                        gen_missing: list) -> list[Table]:
+    target = jb.target_name if jb else "MEL"
+    title = "Melanoma" if target == "MEL" else target
     return [metric_table(jb, "classifier_global", "Global metrics", GLOBAL_COLUMNS),
-            metric_table(jb, "classifier_melanoma", "Melanoma one-vs-rest", MEL_COLUMNS),
-            delta_table(deltas), effects_table(effects), missing_table(rows, gen_missing)]
+            metric_table(jb, "classifier_melanoma", f"{title} one-vs-rest", for_target(MEL_COLUMNS, target)),
+            delta_table(deltas, target), effects_table(effects), missing_table(rows, gen_missing)]
 
 
 def build_report(root: str | os.PathLike, *more: str | os.PathLike, out: str | os.PathLike | None = None,
@@ -85,7 +88,8 @@ def build_report(root: str | os.PathLike, *more: str | os.PathLike, out: str | o
         write_cells_long(out / "tables" / "cells_long.csv", res.study, scores, jb)
     write_effects(out / "effects.csv", effects)
     figs = out / "figures"
-    figures = [("Δ melanoma F1 vs the real-only arm", forest_plot(deltas, figs / "forest_mel_f1.png"), ""),
+    target = target_word(jb.target_name if jb else "MEL")
+    figures = [(f"Δ {target} F1 vs the real-only arm", forest_plot(deltas, figs / "forest_mel_f1.png"), ""),
                ("Macro-F1 by model and arm", bar_chart(jb, figs / "bars_macro_f1.png"), ""),
                ("Training curves", training_curves(rows, figs / "training_curves.png"), ""),
                ("Grad-CAM (real arm)", gradcam_grid(rows, figs / "gradcam.png"), ""),

@@ -67,6 +67,7 @@ class JointBootstrap:
     n_images: int
     n_clusters: int
     cell_values: dict[str, np.ndarray] = field(default_factory=dict)  # metric -> (K, 1 + B), test resampling only
+    target_name: str = "MEL"  # the class the one-vs-rest ('mel_*') metrics score
 
     def unit_index(self) -> dict[tuple, int]:
         """unit -> row."""
@@ -171,4 +172,5 @@ def run_joint_bootstrap(study: StudyScores, n_boot: int = 2000, seed: int = 0, p
         n_inst[c.unit].add(c.instance)
     return JointBootstrap(units, values, {u: len(s) for u, s in n_seeds.items()},
                           {u: len(s) for u, s in n_inst.items()}, n_boot, seed, len(study.y),
-                          int(study.cluster.max()) + 1, cell_values)
+                          int(study.cluster.max()) + 1, cell_values,
+                          study.class_names[study.target] if study.class_names else "MEL")

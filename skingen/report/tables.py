@@ -17,6 +17,16 @@ MEL_COLUMNS = (("mel_f1", "MEL F1"), ("mel_sensitivity", "Sens"), ("mel_specific
 DELTA_KEYS = (("mel_f1", "ΔMEL F1"), ("macro_f1", "ΔMacro-F1"), ("mel_roc_auc", "ΔMEL ROC-AUC"))  # effects.DELTA_METRICS
 
 
+def for_target(columns, target: str):
+    """Column labels naming the class the 'mel_*' metrics score (MEL, or target_class when the set has no MEL)."""
+    return tuple((key, label.replace("MEL", target)) for key, label in columns)
+
+
+def target_word(target: str) -> str:
+    """'melanoma' for MEL, else the class name (a class set without MEL scores its target_class)."""
+    return "melanoma" if target == "MEL" else target
+
+
 def fmt(value, lo=None, hi=None, digits: int = 3) -> str:
     """``v [lo, hi]`` (or ``v`` / ``—``)."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -68,9 +78,10 @@ def metric_table(jb: JointBootstrap | None, name: str, title: str, columns) -> T
     for i, unit in enumerate(jb.units if jb else []):
         cells = [fmt_interval(jb.values[m][i]) for m, _ in columns]
         body.append([*unit, str(jb.n_seeds[unit]), str(jb.n_instances[unit])] + cells)
+    target = target_word(jb.target_name if jb else "MEL")
     note = (f"Mean over classifier seeds (and generator instances); {INTERVAL}"
             + (f", {jb.n_boot} replicates." if jb else ".") + " DOR is pooled on the log scale (geometric mean);"
-            " n/a when a classifier predicts no melanoma or only melanoma.")
+            f" n/a when a classifier predicts no {target} or only {target}.")
     return Table(name, f"{title} (mean [95 % joint-bootstrap CI])",
                  ["Pipeline", "Arm", "Model", "Seeds", "Instances"] + [label for _, label in columns], body, note)
 
@@ -79,17 +90,17 @@ def _p(value) -> str:
     return "—" if value is None else f"{value:.4f}"
 
 
-def delta_table(records: list[dict]) -> Table:
+def delta_table(records: list[dict], target: str = "MEL") -> Table:
     """Each arm minus the real-only arm (same pipeline and model), pooled over seeds; raw and Holm p-values."""
-    body = []
+    body, keys = [], for_target(DELTA_KEYS, target)
     for r in records:
         row = [r["pipeline"], r["arm"], r["model"], str(r["n_seeds"])]
-        for key, _ in DELTA_KEYS:
+        for key, _ in keys:
             d = r[key]
             row += [fmt(d["delta"], *d["ci"]), _p(d["p"]), _p(d["p_holm"])]
         body.append(row)
     header = ["Pipeline", "Arm", "Model", "Seeds"]
-    for _, label in DELTA_KEYS:
+    for _, label in keys:
         header += [f"{label} [95 % CI]", "p", "p (Holm)"]
     note = (f"Arm minus the real-only arm of the same pipeline and model, each the mean over its seeds; {INTERVAL}. "
             "p: two-sided bootstrap p-value from the same replicates; p (Holm): Holm-adjusted across every "

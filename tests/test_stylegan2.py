@@ -189,6 +189,20 @@ def test_sampling_into_a_shard_with_provenance(two_colour_shard, tmp_path, cli):
         sample_to_shard(tmp_path / "g", tmp_path / "x.h5", 2, "SCC", 16)
 
 
+def test_a_conditional_generator_samples_with_the_classes_it_was_trained_with(tmp_path):
+    """Its class input follows the training shard's label order; sampling labels by it, and refuses another."""
+    path = tmp_path / "train.h5"
+    with ShardWriter(path, 16, attrs={"split": "train", "class_names": ["MEL", "NV"]}) as w:
+        for i in range(16):
+            w.add(np.full((16, 16, 3), 200 if i % 2 else 40, np.uint8), i % 2, f"img{i}", f"les{i}", "x")
+    train_stylegan2(path, tmp_path / "g", StyleGAN2Config(**{**TINY, "classes": ("NV",)}, kimg=0.016, conditional=True))
+    shard = ShardReader(sample_to_shard(tmp_path / "g", tmp_path / "s.h5", 4, "NV", 16))  # as 'skingen gen sample'
+    assert list(shard.attrs["class_names"]) == ["MEL", "NV"] and (shard.labels == 1).all()
+    with pytest.raises(UserError, match="trained with classes MEL, NV, asked to label by NV, BCC"):
+        sample_to_shard(tmp_path / "g", tmp_path / "x.h5", 2, "NV", 16,
+                        extra_attrs={"class_names": ["NV", "BCC", "BKL", "MEL", "SCC"]})
+
+
 def test_transfer_from_a_snapshot_loads_its_weights(two_colour_shard, tmp_path):
     base = StyleGAN2Config(**TINY, kimg=0.016)
     train_stylegan2(two_colour_shard, tmp_path / "a", base)

@@ -16,6 +16,20 @@ from ..data.shards import ShardWriter
 from ..errors import UserError
 
 
+def sample_classes(cell_dir: Path, label: str, recorded: list[str] | None, extra_attrs: dict | None,
+                   conditional: bool) -> list[str]:
+    """The class names the synthetic shard's labels index: the caller's (a study passes its real shards'),
+    else the ones the generator was trained with. A conditional generator's class input follows the names
+    it was trained with, so a caller's different order is refused rather than silently relabelled."""
+    names = list((extra_attrs or {}).get("class_names") or recorded or CLASS_NAMES)
+    if label not in names:
+        raise UserError(f"class {label!r} unknown; use one of {', '.join(names)}")
+    if conditional and recorded and list(recorded) != names:
+        raise UserError(f"{cell_dir}: conditional generator trained with classes {', '.join(recorded)}, asked to "
+                        f"label by {', '.join(names)}; sample it for shards of its own class set")
+    return names
+
+
 def write_synthetic_shard(out_shard: str | os.PathLike, images: Iterable[np.ndarray], label: str, image_size: int,
                           attrs: dict, id_prefix: str, source: str, capacity: int = 0) -> Path:
     """Images of class ``label`` (resized to ``image_size`` when needed) into a synthetic shard with ``attrs``;

@@ -127,13 +127,14 @@ def train_ddpm(train_shard: str | os.PathLike, out: str | os.PathLike, cfg: DDPM
                 raise Preempted(f"stopped at step {p.step}; state saved in {out / 'state'}")
             if cfg.checkpoint_every and p.step % cfg.checkpoint_every == 0:
                 _save(acc, out, p)
-                _snapshot(acc, unet, ema, noise, out, cfg, p.step, p.curves)
+                _snapshot(acc, unet, ema, noise, out, cfg, p.step, p.curves, data.class_names)
     _save(acc, out, p)
-    _snapshot(acc, unet, ema, noise, out, cfg, p.step, p.curves)
+    _snapshot(acc, unet, ema, noise, out, cfg, p.step, p.curves, data.class_names)
     return _summary(acc, unet, ema, data, out, cfg, p, time.perf_counter() - start)
 
 
-def _snapshot(acc, unet, ema, noise, out: Path, cfg: DDPMConfig, step: int, curves: list) -> None:
+def _snapshot(acc, unet, ema, noise, out: Path, cfg: DDPMConfig, step: int, curves: list,
+              class_names: tuple[str, ...]) -> None:
     """EMA weights as a diffusers pipeline folder (the network snapshot) and a sample grid."""
     if not acc.is_main_process:
         return
@@ -145,7 +146,7 @@ def _snapshot(acc, unet, ema, noise, out: Path, cfg: DDPMConfig, step: int, curv
     ema.copy_to(ema_unet.parameters())
     DDPMPipeline(unet=ema_unet, scheduler=noise).save_pretrained(str(out / "pipeline"))
     write_json(out / "pipeline" / "snapshot.json", {"step": step, "ema": True, "ema_decay": cfg.ema_decay,
-                                                     "config": asdict(cfg)})
+                                                     "config": asdict(cfg), "class_names": list(class_names)})
     write_csv(out / "curves.csv", ("step", "loss", "lr"), curves)
     if cfg.grid_images:
         sample_grid(out / "pipeline", out / "samples" / f"step_{step:07d}.png", cfg.grid_images, cfg.grid_steps,

@@ -10,9 +10,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..data.classes import CLASS_NAMES
 from ..errors import UserError
-from .common import save_grid, write_synthetic_shard
+from .common import sample_classes, save_grid, write_synthetic_shard
 
 SAMPLERS = ("ddpm", "ddim")
 
@@ -63,13 +62,12 @@ def sample_to_shard(cell_dir: str | os.PathLike, out_shard: str | os.PathLike, n
                     conditional: bool = False, generator_cell: str = "", extra_attrs: dict | None = None) -> Path:
     """Sample ``n`` images of class ``label`` from a DDPM cell into a synthetic shard (DESIGN schema)."""
     cell_dir = Path(cell_dir)
-    names = list((extra_attrs or {}).get("class_names", CLASS_NAMES))
-    if label not in names:
-        raise UserError(f"class {label!r} unknown; use one of {', '.join(names)}")
     snapshot = json.loads((cell_dir / "pipeline" / "snapshot.json").read_text())
+    names = sample_classes(cell_dir, label, snapshot.get("class_names"), extra_attrs, conditional)
     images = sample_images(cell_dir / "pipeline", n, sampler, steps, seed, batch,
                            names.index(label) if conditional else None)
     attrs = {"synthetic": True, "generator": "ddpm", "generator_cell": generator_cell or str(cell_dir),
              "checkpoint_step": snapshot["step"], "ema": snapshot["ema"], "sampler": sampler, "sampling_steps": steps,
-             "sampling_seed": seed, "synthetic_class": label, "conditional": conditional, **(extra_attrs or {})}
+             "sampling_seed": seed, "synthetic_class": label, "conditional": conditional, **(extra_attrs or {}),
+             "class_names": names}
     return write_synthetic_shard(out_shard, images, label, image_size, attrs, f"SYN_ddpm_{seed}", "synthetic:ddpm", n)

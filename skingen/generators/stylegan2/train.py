@@ -258,7 +258,8 @@ def _train(run: Run, out: Path, stop_after_steps: int | None) -> dict:
 def _snapshot(run: Run, out: Path) -> None:
     if run.acc.is_main_process:
         save_snapshot(run.G_ema, out / "snapshot", {"step": run.step, "kimg": run.step * run.cfg.batch_size / 1000,
-                                                     "ada_p": float(run.augment.p), "config": asdict(run.cfg)},
+                                                     "ada_p": float(run.augment.p), "config": asdict(run.cfg),
+                                                     "class_names": list(run.data.class_names)},
                       out / "samples" / f"step_{run.step:07d}.png", run.cfg.grid_images, run.cfg.truncation_psi,
                       run.cfg.seed, D=run.D,
                       class_index=run.data.class_names.index(run.cfg.classes[0]) if run.cfg.conditional else None)

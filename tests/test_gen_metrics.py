@@ -329,3 +329,52 @@ def test_tsne_places_the_far_generator_farther(tmp_path):
         tsne = "tsne_centroid_distance_to_real"  # bitwise reproducible, so the t-SNE column within a tolerance
         assert {k: v for k, v in a.items() if k != tsne} == {k: v for k, v in b.items() if k != tsne}
         assert a[tsne] == pytest.approx(b[tsne], rel=1e-4)
+
+
+def _knn_radius(points: np.ndarray, k: int) -> np.ndarray:
+    """Brute force: distance from each point to its k-th nearest other point."""
+    return np.array([np.sort([np.linalg.norm(p - q) for j, q in enumerate(points) if j != i])[k - 1]
+                     for i, p in enumerate(points)])
+
+
+# seeds whose every distance is >= 0.2 % (squared) away from every radius: the float32 Gram route cannot
+# flip a point across a boundary on any CPU
+@pytest.mark.parametrize("k, seed", [(3, 15), (5, 139)])
+def test_precision_recall_equal_a_brute_force_recomputation_of_the_definition(k, seed):
+    """Kynkäänniemi et al.: a fake is in the real manifold when it lies within some real's k-NN radius."""
+    rng = np.random.default_rng(seed)
+    real = np.concatenate([rng.normal(0, 1, (40, 6)), rng.normal(4, 1, (30, 6))])
+    fake = np.concatenate([rng.normal(0, 1.3, (50, 6)), rng.normal(8, 1, (10, 6))])
+    r_real, r_fake = _knn_radius(real, k), _knn_radius(fake, k)
+    inside = lambda x, pts, radii: any(np.linalg.norm(x - p) <= r for p, r in zip(pts, radii))  # noqa: E731
+    precision = np.mean([inside(f, real, r_real) for f in fake])
+    recall = np.mean([inside(r, fake, r_fake) for r in real])
+    assert 0.1 < precision < 0.95 and 0.1 < recall < 0.95  # neither trivially 0 nor 1
+    assert gm.precision_recall(gm.Grams(real, fake, device="cpu"), k=k) == pytest.approx((precision, recall), abs=1e-12)
+
+
+def test_inception_score_equals_the_per_split_formula_in_plain_numpy():
+    rng = np.random.default_rng(4)
+    logits = rng.normal(0, 3, (103, 7))  # 103 images: splits of 11 and 10, as numpy.array_split
+    scores = []
+    for part in np.array_split(logits, 10):
+        p = np.exp(part - part.max(1, keepdims=True))
+        p /= p.sum(1, keepdims=True)
+        marginal = p.mean(0)
+        scores.append(np.exp(np.mean([np.sum(row * (np.log(row) - np.log(marginal))) for row in p])))
+    assert gm.inception_score(logits) == pytest.approx((np.mean(scores), np.std(scores)), rel=1e-9)
+
+
+def test_memorisation_equals_a_brute_force_recomputation():
+    rng = np.random.default_rng(5)
+    train, test = rng.normal(size=(60, 5)), rng.normal(size=(30, 5))
+    fake = np.concatenate([train[:10] + rng.normal(0, 0.05, (10, 5)), rng.normal(size=(40, 5))])
+    nn = lambda q, ref: np.array([min(np.linalg.norm(x - r) for r in ref) for x in q])  # noqa: E731
+    d_train, d_test, baseline = nn(fake, train), nn(fake, test), nn(test, train)
+    threshold = np.quantile(baseline, 0.05)
+    got = gm.memorisation(fake, train, test)
+    assert got["memorisation_threshold"] == pytest.approx(threshold, rel=1e-5)
+    assert got["memorised_fraction"] == np.mean(d_train < threshold) and got["memorised_fraction"] >= 10 / 50
+    assert got["closer_to_train_fraction"] == np.mean(d_train < d_test)
+    assert got["nn_train_median"] == pytest.approx(np.median(d_train), rel=1e-5)
+    assert got["nn_test_median"] == pytest.approx(np.median(d_test), rel=1e-5)

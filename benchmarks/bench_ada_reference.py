@@ -35,10 +35,10 @@ from __future__ import annotations
 import argparse
 import inspect
 import math
-import os
 import sys
 import time
 from contextlib import contextmanager, nullcontext
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -47,10 +47,8 @@ from scipy.stats import ks_2samp
 from skingen.generators.stylegan2 import augment as ours_mod
 from skingen.generators.stylegan2.augment import COLOUR, GEOMETRIC, AugmentPipe
 
-HOWTO = """STYLEGAN2_ADA_PYTORCH is not set: nothing to compare against.
-NVIDIA's code is non-commercial and not part of this repository; to run the comparison:
-  git clone https://github.com/NVlabs/stylegan2-ada-pytorch /tmp/sg2ada
-  STYLEGAN2_ADA_PYTORCH=/tmp/sg2ada python benchmarks/bench_ada_reference.py"""
+sys.path.insert(0, str(Path(__file__).parent))
+from nvidia_reference import nvidia_checkout  # noqa: E402
 
 RES, COPIES, ALPHA = 32, 8, 0.01
 FEATURES = ("dmean_r", "dmean_g", "dmean_b", "log_std", "d_cx", "d_cy", "log_spread", "d_aniso", "corr_in",
@@ -200,11 +198,9 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=16, help="calls per configuration and implementation")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
-    path = os.environ.get("STYLEGAN2_ADA_PYTORCH")
-    if not path:
-        print(HOWTO)
+    path = nvidia_checkout("benchmarks/bench_ada_reference.py")
+    if path is None:
         return
-    sys.path.insert(0, path)
     from training import augment as ref_aug
 
     torch.set_num_threads(args.threads)

@@ -18,7 +18,6 @@ Usage: STYLEGAN2_ADA_PYTORCH=/path/to/stylegan2-ada-pytorch python benchmarks/be
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import tempfile
@@ -35,12 +34,9 @@ from skingen.generators.stylegan2.train import Run, StyleGAN2Config
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_stylegan2 import shard  # noqa: E402
+from nvidia_reference import nvidia_checkout  # noqa: E402
 
 BATCH, P, LR, MIXING = 8, 0.2, 0.0025, 0.9
-HOWTO = """STYLEGAN2_ADA_PYTORCH is not set: nothing to compare against.
-NVIDIA's code is non-commercial and not part of this repository; to run the comparison:
-  git clone https://github.com/NVlabs/stylegan2-ada-pytorch /tmp/sg2ada
-  STYLEGAN2_ADA_PYTORCH=/tmp/sg2ada python benchmarks/bench_stylegan2_reference.py"""
 
 
 def ours(train: Path, res: int) -> Run:
@@ -135,11 +131,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--profile", action="store_true", help="print a per-operator profile of one step of each")
     args = parser.parse_args()
-    path = os.environ.get("STYLEGAN2_ADA_PYTORCH")
-    if not path:
-        print(HOWTO)
+    path = nvidia_checkout("benchmarks/bench_stylegan2_reference.py")
+    if path is None:
         return
-    sys.path.insert(0, path)
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} threads, CPU; reference from {path}")
     with tempfile.TemporaryDirectory() as tmp:

@@ -19,7 +19,7 @@ run() {  # name, timeout, command...
     echo "== $name" | tee -a "$out/summary.txt"
     timeout "$limit" "$@" 2>"$out/$name.err" | tee "$out/$name.txt" | tee -a "$out/summary.txt"
 }
-run stylegan2 240 $py benchmarks/bench_stylegan2_gpu.py
+run stylegan2 330 $py benchmarks/bench_stylegan2_gpu.py
 run metrics 120 $py benchmarks/bench_metrics.py --n-images 256 --batch 64
 run ddpm 120 $py benchmarks/bench_ddpm.py --steps 30 --batch 16
 echo "figures in $out/summary.txt"

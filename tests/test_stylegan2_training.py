@@ -243,3 +243,21 @@ def test_summary_prints_the_training_settings(cli):
     out = json.loads(r.out)
     assert out["preset"] == "auto" and out["training"]["r1_gamma"] == pytest.approx(0.8192)
     assert out["training"]["mapping_layers"] == 2 and out["training"]["mbstd_group"] == 4
+
+
+def test_compiled_training_takes_the_same_steps(shard, monkeypatch):
+    """compile = true (what the GPU benchmark times) traces G.mapping, G.synthesis and D through torch.compile;
+    the steps must equal the eager ones. The aot_eager backend runs dynamo and AOT autograd without a C
+    compiler (inductor, the default on GPUs, adds only code generation)."""
+    import functools
+
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="aot_eager"))
+    losses = {}
+    for compiled in (True, False):
+        torch.manual_seed(0)
+        run = _run(shard, compile=compiled)
+        assert (run.d_fwd is not run.D) == compiled
+        losses[compiled] = [train_step(run) for _ in range(2)]
+        losses[compiled].append([p.detach().clone() for p in (*run.G.parameters(), *run.D.parameters())])
+    assert np.allclose(losses[True][:2], losses[False][:2], rtol=1e-5)  # G, D, R1, path-length losses
+    assert all(torch.allclose(a, b, rtol=1e-5, atol=1e-6) for a, b in zip(losses[True][2], losses[False][2]))

@@ -124,6 +124,7 @@ def test_deltas_and_verdict_on_a_null_study_say_not_resolved():
     effects = factor_effects(jb, "resnet50")
     text = verdicts(effects, jb)
     assert len(text) == 2 and all("|generator| − |preprocessing|" in t for t in text)
+    assert text[0].startswith("On macro-F1 (95 %") and text[1].startswith("On melanoma F1 (95 %")
     assert all("compares single trained instances" in t for t in text)
     assert any("Not resolved" in t or "Resolved" in t for t in text)
     rows = delta_records(jb)

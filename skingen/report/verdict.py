@@ -4,6 +4,12 @@ from __future__ import annotations
 
 from .joint import JointBootstrap
 from .stats import HEADLINE_METRICS
+from .tables import target_word
+
+
+def metric_name(metric: str, jb: JointBootstrap) -> str:
+    """A headline metric as a reader names it (the one-vs-rest class spelled out)."""
+    return {"macro_f1": "macro-F1", "mel_f1": f"{target_word(jb.target_name)} F1"}.get(metric, metric)
 
 
 def _describe(e: dict) -> str:
@@ -37,8 +43,8 @@ def verdict(effects: list[dict], metric: str, jb: JointBootstrap) -> str:
     pick = {e["factor"]: e for e in effects if e["metric"] == metric}
     gen, pre, cmp = pick.get("generator"), pick.get("preprocessing"), pick.get("generator_vs_preprocessing")
     if gen is None or pre is None or cmp is None:
-        return f"On {metric}: no factor effects were computed."
-    text = (f"On {metric} (95 % {jb.n_boot}-replicate joint bootstrap): generator effect ({gen['contrast']}) "
+        return f"On {metric_name(metric, jb)}: no factor effects were computed."
+    text = (f"On {metric_name(metric, jb)} (95 % {jb.n_boot}-replicate joint bootstrap): generator effect ({gen['contrast']}) "
             f"{_describe(gen)}; preprocessing effect ({pre['contrast']}) {_describe(pre)}; "
             f"|generator| − |preprocessing| {_describe(cmp)}. ")
     if cmp["status"] == "missing":

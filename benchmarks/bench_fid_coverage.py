@@ -28,7 +28,9 @@ Coverage: the fraction of ``--studies`` R simulated studies whose interval conta
 error sqrt(c (1 - c) / R); misses are split into interval below / above the truth. Diagnostics: the estimate's
 mean minus the truth, its sd across studies, and the interval's implied sd (width / 3.92), which a calibrated
 interval should roughly match, and the sd of a single FID at N from fresh independent samples (one truth draw;
-for a difference, one paired draw sharing its reference sample).
+for a difference, one paired draw sharing its reference sample). ``--diagnose K`` recomputes the library's
+bootstrap replicates for the first K studies (same calls and seeds as inside matched_metrics/fid_difference)
+and prints their sd and their mean minus the estimate (the bias the interval is shifted by).
 
 Seeds: truth draws default_rng([seed, 0]); study i's data default_rng([seed, 1, i]); populations
 default_rng([seed, 2]); the library's own seed is GenMetricsConfig().seed (0, the report's default) in
@@ -36,8 +38,16 @@ every study, as in the report.
 
 Usage: python benchmarks/bench_fid_coverage.py [--studies 200] [--n-boot 100] [--repeats 10]
            [--n-test 200] [--n-train 1000] [--n-fake 1000] [--dim 16] [--truth-draws 4000] [--seed 20261130]
+           [--diagnose K]
 ``--kid-subsets`` (default 10 instead of the report's 100) only thins KID, which matched_metrics computes
-alongside; the FID rounds and bootstrap do not depend on it.
+alongside; the FID rounds and bootstrap do not depend on it. The default run takes ~3 min on 2 busy cores;
+the diagnosis table: ``--studies 80 --diagnose 80`` (~2 min).
+
+Finding (2026-11-30, benchmarks/RESULTS.md): the estimates are unbiased for FID at matched N, but the
+intervals are too wide (coverage 1.000 for FID(A), the floor and both differences, 0.990 for the far
+generator B): the bootstrap replicate (i) draws each pool to N once, so it spreads like one round's FID,
+not like the mean of the rounds over the whole pool, and (ii) being a naive bootstrap of a near-degenerate
+quadratic statistic, spreads more than even one fresh-sample FID does.
 """
 from __future__ import annotations
 
@@ -92,8 +102,9 @@ def truth_at_n(pops: dict[str, Gaussian], n: int, draws: int, seed: int) -> dict
     return {q: (float(v.mean()), float(v.std(ddof=1) / np.sqrt(draws)), float(v.std(ddof=1))) for q, v in cols.items()}
 
 
-def one_study(pops: dict[str, Gaussian], args, cfg: GenMetricsConfig, i: int) -> dict[str, tuple[float, list]]:
-    """Per quantity: (estimate, interval) from the library for simulated study ``i``."""
+def one_study(pops: dict[str, Gaussian], args, cfg: GenMetricsConfig, i: int) -> tuple[dict, dict | None]:
+    """Per quantity: (estimate, interval) from the library for simulated study ``i``; for the first
+    ``args.diagnose`` studies also (sd of the bootstrap replicates, their mean minus the estimate)."""
     rng = np.random.default_rng([args.seed, 1, i])
     test, train = pops["P"].sample(rng, args.n_test), pops["P"].sample(rng, args.n_train)
     fake_a, fake_b = pops["A"].sample(rng, args.n_fake), pops["B"].sample(rng, args.n_fake)
@@ -101,10 +112,20 @@ def one_study(pops: dict[str, Gaussian], args, cfg: GenMetricsConfig, i: int) ->
     m_b = matched_metrics(train, test, fake_b, cfg)
     d = mt.fid_difference(test, fake_a, fake_b, m_a["matched_repeats"], cfg.n_boot, cfg.seed,  # as report/generative.py
                           n=min(m_a["n_matched"], m_b["n_matched"]))
-    return {"FID(A)": (m_a["fid"], m_a["fid_ci"]), "FID(B)": (m_b["fid"], m_b["fid_ci"]),
-            "floor FID(P', P)": (m_a["fid_floor"], m_a["fid_floor_ci"]),
-            "FID(A) - floor": (m_a["fid_minus_floor"], m_a["fid_minus_floor_ci"]),
-            "FID(A) - FID(B)": (d["estimate"], d["ci"])}
+    out = {"FID(A)": (m_a["fid"], m_a["fid_ci"]), "FID(B)": (m_b["fid"], m_b["fid_ci"]),
+           "floor FID(P', P)": (m_a["fid_floor"], m_a["fid_floor_ci"]),
+           "FID(A) - floor": (m_a["fid_minus_floor"], m_a["fid_minus_floor_ci"]),
+           "FID(A) - FID(B)": (d["estimate"], d["ci"])}
+    if i >= args.diagnose:
+        return out, None
+    # Diagnosis only: the very replicates the intervals above were built from (same calls, same seeds).
+    n = m_a["n_matched"]
+    boot_a = mt.fid_bootstrap(test, {"": fake_a, "_floor": train}, n, cfg.n_boot, cfg.seed + 1)
+    boot_b = mt.fid_bootstrap(test, {"": fake_b, "_floor": train}, n, cfg.n_boot, cfg.seed + 1)
+    boot_d = mt.fid_bootstrap(test, {"a": fake_a, "b": fake_b}, d["n"], cfg.n_boot, cfg.seed + 1)
+    boots = {"FID(A)": boot_a[""], "FID(B)": boot_b[""], "floor FID(P', P)": boot_a["_floor"],
+             "FID(A) - floor": boot_a[""] - boot_a["_floor"], "FID(A) - FID(B)": boot_d["a"] - boot_d["b"]}
+    return out, {q: (float(b.std(ddof=1)), float(b.mean() - out[q][0])) for q, b in boots.items()}
 
 
 def main() -> None:
@@ -119,6 +140,8 @@ def main() -> None:
     ap.add_argument("--dim", type=int, default=16)
     ap.add_argument("--truth-draws", type=int, default=4000)
     ap.add_argument("--seed", type=int, default=20261130)
+    ap.add_argument("--diagnose", type=int, default=0, help="re-run the bootstrap of the first K studies and report "
+                    "its replicates' sd and mean shift")
     args = ap.parse_args()
     torch.set_num_threads(1)
     cfg = GenMetricsConfig(n_boot=args.n_boot, matched_repeats=args.repeats, kid_subsets=args.kid_subsets)
@@ -140,10 +163,14 @@ def main() -> None:
     t0 = time.time()
     est = {q: [] for q in QUANTITIES}
     cis = {q: [] for q in QUANTITIES}
+    diag = {q: [] for q in QUANTITIES}
     for i in range(args.studies):
-        for q, (e, ci) in one_study(pops, args, cfg, i).items():
+        out, boot = one_study(pops, args, cfg, i)
+        for q, (e, ci) in out.items():
             est[q].append(e)
             cis[q].append(ci)
+            if boot is not None:
+                diag[q].append(boot[q])
         if (i + 1) % max(1, args.studies // 10) == 0:
             print(f"  {i + 1}/{args.studies} studies, {time.time() - t0:.0f} s", flush=True)
     r = args.studies
@@ -161,6 +188,17 @@ def main() -> None:
               f"{below} / {above} | {width.mean():.4f} | {e.mean() - t:+.4f} | {e.std(ddof=1):.4f} | "
               f"{width.mean() / 3.92:.4f} | {sd1:.4f} |")
     print("\n(below: interval entirely under the truth; above: entirely over it)")
+    k = len(diag[QUANTITIES[0]])
+    if k:
+        print(f"\nDiagnosis, first {k} studies: the library's bootstrap replicates (fid_bootstrap, same arguments and seeds)\n")
+        print("| quantity | sd of replicates (mean) | sd of est | ratio | sd of one FID at N | ratio | "
+              "mean(boot) − est (mean) | truth − population FID |")
+        print("|---|---|---|---|---|---|---|---|")
+        for q in QUANTITIES:
+            sd_b, shift = np.asarray(diag[q]).mean(0)
+            sd_e, sd1 = np.std(est[q], ddof=1), truth[q][2]
+            print(f"| {q} | {sd_b:.4f} | {sd_e:.4f} | {sd_b / sd_e:.2f} | {sd1:.4f} | {sd_b / sd1:.2f} | {shift:+.4f} | "
+                  f"{truth[q][0] - pop[q]:+.4f} |")
 
 
 if __name__ == "__main__":

@@ -161,7 +161,9 @@ def test_a_perfect_generator_scores_about_the_floor_at_matched_n():
     m = matched_metrics(train, test, fake, FAST)
     assert m["n_matched"] == 40 and m["matched_repeats"] == 10 and m["kid_subset_size"] <= 40
     assert 0.75 < m["fid"] / m["fid_floor"] < 1.35  # not far below the floor, as the unmatched comparison was
-    assert m["fid_minus_floor_ci"][0] < 0 < m["fid_minus_floor_ci"][1]
+    # a 95 % interval of a null difference: contains 0 in about 19 of 20 independent studies, not in all
+    nulls = [matched_metrics(*_gaussians(seed), FAST)["fid_minus_floor_ci"] for seed in range(1, 11)]
+    assert sum(lo < 0 < hi for lo, hi in nulls) >= 8
     assert abs(m["precision"] - m["precision_floor"]) < 0.15 and abs(m["recall"] - m["recall_floor"]) < 0.15
     worse = matched_metrics(train, test, _gaussians(0, shift=1.0)[2], FAST)
     assert worse["fid_minus_floor_ci"][0] > 0 and worse["kid"] > m["kid"]
@@ -174,10 +176,16 @@ def test_fid_intervals_contain_their_estimate_and_say_how_they_were_made():
             lo, hi = m[f"{key}_ci"]
             assert lo <= m[key] <= hi and lo < hi
         assert m["fid_range"][0] <= m["fid"] <= m["fid_range"][1] and m["fid_sd"] > 0
-    assert "bootstrap at matched N" in m["fid_ci_method"] and "shifted" in m["fid_ci_method"]
+    assert "joint bootstrap" in m["fid_ci_method"] and "shifted" in m["fid_ci_method"]
+    assert "rounds" in m["fid_ci_method"] and "bench_fid_coverage" in m["fid_ci_method"]
     boot = np.array([5.0, 6.0, 7.0, 8.0])  # every replicate above the estimate, as FID's upward bias makes them
     lo, hi = mt.shifted_interval(3.0, boot)
     assert lo <= 3.0 <= hi and hi - lo == pytest.approx(np.quantile(boot, 0.975) - np.quantile(boot, 0.025))
+    rounds = np.array([2.0, 3.0, 4.0, 3.0])  # the estimate's rounds: their own spread widens each side in quadrature
+    lo2, hi2 = mt.shifted_interval(3.0, boot, rounds=rounds)
+    extra = 1.959964 * np.std(rounds, ddof=1) / 2
+    assert 3.0 - lo2 == pytest.approx(np.hypot(3.0 - lo, extra), rel=1e-6)
+    assert hi2 - 3.0 == pytest.approx(np.hypot(hi - 3.0, extra), rel=1e-6)
 
 
 def test_fid_of_index_draws_from_the_gram_matches_the_direct_fid():

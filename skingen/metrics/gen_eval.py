@@ -107,10 +107,12 @@ def matched_metrics(train: np.ndarray, test: np.ndarray, fake: np.ndarray, cfg: 
             s = mt.summary(values)
             key = "kid_std" if metric == "kid" and not suffix else f"{metric}{suffix}_sd"
             out.update({f"{metric}{suffix}": s["mean"], key: s["sd"], f"{metric}{suffix}_range": s["range"]})
-        out[f"fid{suffix}_ci"] = mt.shifted_interval(out[f"fid{suffix}"], boot[suffix])
+        fids = reps[suffix]["fid"]
+        out[f"fid{suffix}_ci"] = mt.shifted_interval(out[f"fid{suffix}"], boot[suffix], rounds=fids)
     diff = np.asarray(reps[""]["fid"]) - np.asarray(reps["_floor"]["fid"])
     out["fid_minus_floor"] = float(diff.mean())
-    out["fid_minus_floor_ci"] = mt.shifted_interval(out["fid_minus_floor"], boot[""] - boot["_floor"])
+    out["fid_minus_floor_ci"] = mt.shifted_interval(out["fid_minus_floor"], boot[""] - boot["_floor"],
+                                                    rounds=diff)
     return out
 
 

@@ -5,12 +5,17 @@ and the real floor (train reals vs test reals) are compared at one N = the small
 of ``repeats`` rounds subsamples every set to N without replacement (the same test draw for all sets
 of a round) and the estimate is the mean over rounds, reported with the rounds' sd and range.
 
-FID's interval is a joint bootstrap at N: each replicate redraws the reference and every compared set
-with replacement to N (one reference draw shared by all sets, so differences keep their correlation).
-Drawing with replacement biases FID upward, so the percentile interval is shifted by the bootstrap's
-mean bias onto the estimate (and widened to contain it if the shift alone does not). Differences of
-FIDs (generator − generator, generator − floor) come from the same replicates; their bias mostly
-cancels, and the same shift applies.
+FID's interval is a joint bootstrap: each replicate redraws the reference and every compared set with
+replacement to its own size (one reference draw shared by all sets, so differences keep their correlation).
+The estimate averages its rounds over the whole of each set, so its spread from the data is that of the
+whole sets: replicates drawn only to N (one round's worth) made intervals 1.4-1.9x too wide in simulation.
+The replicates' level is not the estimate's (FID falls with the number of images; drawing with replacement
+raises it), so the percentile interval is shifted by the bootstrap's mean bias onto the estimate (and
+widened to contain it if the shift alone does not). Averaging finitely many random rounds adds a spread of
+its own, sd(rounds) / sqrt(rounds), independent of the data's: each side is widened by it in quadrature.
+Differences of FIDs (generator − generator, generator − floor) come from the same replicates and paired
+rounds. ``benchmarks/bench_fid_coverage.py`` checks coverage on simulated studies; near zero (the real
+floor) a bootstrapped squared distance overstates its spread, so the floor's interval is conservative.
 
 Memorisation (rule 5) gets a bootstrap interval over fakes and test reals (the threshold redrawn too)
 and a matched-size real baseline: the test reals are split in halves, one half sets the threshold,
@@ -19,6 +24,7 @@ and the fraction of the other half under it is what an honest generator scores a
 from __future__ import annotations
 
 from contextlib import contextmanager
+from statistics import NormalDist
 
 import numpy as np
 import torch
@@ -26,9 +32,10 @@ import torch
 from . import generative as gm
 
 ALPHA = 0.05
-FID_CI_METHOD = ("joint bootstrap at matched N ({n_boot} replicates; reference and compared sets redrawn with "
-                 "replacement to N), percentile interval shifted by the bootstrap's mean bias so it is centred "
-                 "on the matched-N estimate (and contains it)")
+FID_CI_METHOD = ("joint bootstrap ({n_boot} replicates; reference and compared sets each redrawn with replacement "
+                 "to its own size), percentile interval shifted by the bootstrap's mean bias so it is centred on "
+                 "the matched-N estimate, each side widened by the rounds' own spread (sd / sqrt(rounds)); "
+                 "coverage checked by simulation (benchmarks/bench_fid_coverage.py)")
 
 
 def summary(values, alpha: float = ALPHA) -> dict:
@@ -40,12 +47,20 @@ def summary(values, alpha: float = ALPHA) -> dict:
             "range": [min(float(lo), mean), max(float(hi), mean)], "repeats": len(v)}
 
 
-def shifted_interval(estimate: float, boot, alpha: float = ALPHA) -> list[float]:
+def shifted_interval(estimate: float, boot, alpha: float = ALPHA, rounds=None) -> list[float]:
     """Percentile interval of bootstrap values shifted by their mean bias (mean(boot) - estimate); it is
-    widened to contain ``estimate`` should the shifted interval still miss it."""
+    widened to contain ``estimate`` should the shifted interval still miss it.
+
+    ``rounds``: the subsample rounds whose mean is ``estimate``. The bootstrap gives the spread that comes from
+    the data; averaging finitely many random rounds adds its own (sd / sqrt(rounds)), independent of it, so
+    each side is widened to sqrt(side^2 + (z * that)^2)."""
     b = np.asarray(boot, dtype=float)
     lo, hi = np.quantile(b - (b.mean() - estimate), [alpha / 2, 1 - alpha / 2])
-    return [min(float(lo), estimate), max(float(hi), estimate)]
+    lo, hi = min(float(lo), estimate), max(float(hi), estimate)
+    if rounds is not None and len(rounds) > 1:
+        extra = NormalDist().inv_cdf(1 - alpha / 2) * float(np.std(rounds, ddof=1)) / np.sqrt(len(rounds))
+        lo, hi = estimate - float(np.hypot(estimate - lo, extra)), estimate + float(np.hypot(hi - estimate, extra))
+    return [lo, hi]
 
 
 SMALL_WORK = 2 ** 19  # N x D below which one CPU thread is faster than several (hand-offs dominate)
@@ -130,15 +145,17 @@ def _repeat(rng, reference, sets, n, out, kid_args, pr_k, device) -> None:
 def fid_bootstrap(reference: np.ndarray, sets: dict[str, np.ndarray], n: int, n_boot: int, seed: int = 0,
                   device: str | None = None) -> dict[str, np.ndarray]:
     """Per set: ``n_boot`` FIDs against ``reference``, each replicate redrawing the reference and every set with
-    replacement to ``n`` (one reference draw per replicate, shared by all sets)."""
+    replacement to its own size (one reference draw per replicate, shared by all sets). The matched-N estimate
+    averages rounds over the whole of each set, so its spread is that of the whole sets, not of one N-image
+    round; the replicates' level differs (FID falls with size), which the shifted interval removes."""
     rng = np.random.default_rng(seed)
     out = {name: np.empty(n_boot) for name in sets}
     with _threads_for(n, reference.shape[1]):
         pairs = {name: PairFrechet(reference, x, device) for name, x in sets.items()}
         for b in range(n_boot):
-            ref = _draw(rng, len(reference), n, True)
+            ref = _draw(rng, len(reference), len(reference), True)
             for name, x in sets.items():
-                out[name][b] = pairs[name](ref, _draw(rng, len(x), n, True))
+                out[name][b] = pairs[name](ref, _draw(rng, len(x), len(x), True))
     return out
 
 
@@ -157,7 +174,7 @@ def fid_difference(reference: np.ndarray, a: np.ndarray, b: np.ndarray, repeats:
     estimate = float(np.mean(diffs))
     boot = fid_bootstrap(reference, {"a": a, "b": b}, n, n_boot, seed + 1, device)
     return {"estimate": estimate, "sd": float(np.std(diffs, ddof=1)) if repeats > 1 else 0.0,
-            "ci": shifted_interval(estimate, boot["a"] - boot["b"]), "n": n, "repeats": repeats,
+            "ci": shifted_interval(estimate, boot["a"] - boot["b"], rounds=diffs), "n": n, "repeats": repeats,
             "ci_method": FID_CI_METHOD.format(n_boot=n_boot)}
 
 

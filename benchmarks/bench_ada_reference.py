@@ -193,6 +193,32 @@ def check_defaults(ref_aug) -> bool:
     return same
 
 
+def run_controls(ref_aug, batch: torch.Tensor, calls: int, threshold: float) -> bool:
+    """Deliberately wrong variants against the reference: each must be detected at the same threshold."""
+    print("\npositive controls (a deliberately wrong variant vs the reference at its defaults; same threshold):")
+    controls = [  # (label, our pipe, reference pipe, tilt our hue axis)
+        ("ours scale_std 0.4 (doubled)", ours_pipe(("scale",), 1.0, scale_std=0.4),
+         ref_pipe(ref_aug, ("scale",), 1.0), False),
+        ("ours rotate vs ref rotate_max 0.5 (angle range x2)", ours_pipe(("rotate",), 1.0),
+         ref_pipe(ref_aug, ("rotate",), 1.0, rotate_max=0.5), False),
+        ("ours xflip vs ref xflip=0.5 (P(flip) .5 vs .25)", ours_pipe(("xflip",), 1.0),
+         ref_pipe(ref_aug, ("xflip",), 1.0, xflip=0.5), False),
+        ("ours hue about (1,1,0.5) (wrong axis)", ours_pipe(("hue",), 1.0),
+         ref_pipe(ref_aug, ("hue",), 1.0), True),
+    ]
+    all_detected = True
+    for j, (label, mine, ref, tilt) in enumerate(controls):
+        with tilted_luma() if tilt else nullcontext():
+            fa = draw(mine, batch, calls, 3000 + j, True)
+        fb = draw(ref, batch, calls, 4000 + j, False)
+        name, d, pv = min(compare(fa, fb), key=lambda r: (r[2], -r[1]))
+        detected = pv <= threshold
+        all_detected &= detected
+        print(f"  {label:52s} {name:12s} D={d:.3f} p={pv:.2e}  {'DETECTED' if detected else 'NOT DETECTED'}")
+
+    return all_detected
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=int, default=16, help="calls per configuration and implementation")
@@ -221,7 +247,6 @@ def main() -> None:
           f"{len(FEATURES)} features) (Bonferroni, family-wise alpha {ALPHA})\n")
 
     print(f"{'configuration':22s} {'worst feature':14s} {'KS D':>6s} {'p':>9s}  verdict")
-    all_pass = True
     results = []
     for i, (transforms, p) in enumerate(configs):
         fa = draw(ours_pipe(transforms, p), batch, args.calls, 1000 + i, True)
@@ -229,32 +254,12 @@ def main() -> None:
         rows = compare(fa, fb)
         name, d, pv = min(rows, key=lambda r: (r[2], -r[1]))
         ok = all(r[2] > threshold for r in rows)
-        all_pass &= ok
         label = transforms[0] if len(transforms) == 1 else f"all 12 at p={p}"
         label = f"{label} (p={p})" if len(transforms) == 1 else label
         results.append((label, name, d, pv, ok))
         print(f"{label:22s} {name:14s} {d:6.3f} {pv:9.2e}  {'PASS' if ok else 'FAIL'}")
 
-    print("\npositive controls (a deliberately wrong variant vs the reference at its defaults; same threshold):")
-    controls = [  # (label, our pipe, reference pipe, tilt our hue axis)
-        ("ours scale_std 0.4 (doubled)", ours_pipe(("scale",), 1.0, scale_std=0.4),
-         ref_pipe(ref_aug, ("scale",), 1.0), False),
-        ("ours rotate vs ref rotate_max 0.5 (angle range x2)", ours_pipe(("rotate",), 1.0),
-         ref_pipe(ref_aug, ("rotate",), 1.0, rotate_max=0.5), False),
-        ("ours xflip vs ref xflip=0.5 (P(flip) .5 vs .25)", ours_pipe(("xflip",), 1.0),
-         ref_pipe(ref_aug, ("xflip",), 1.0, xflip=0.5), False),
-        ("ours hue about (1,1,0.5) (wrong axis)", ours_pipe(("hue",), 1.0),
-         ref_pipe(ref_aug, ("hue",), 1.0), True),
-    ]
-    all_detected = True
-    for j, (label, mine, ref, tilt) in enumerate(controls):
-        with tilted_luma() if tilt else nullcontext():
-            fa = draw(mine, batch, args.calls, 3000 + j, True)
-        fb = draw(ref, batch, args.calls, 4000 + j, False)
-        name, d, pv = min(compare(fa, fb), key=lambda r: (r[2], -r[1]))
-        detected = pv <= threshold
-        all_detected &= detected
-        print(f"  {label:52s} {name:12s} D={d:.3f} p={pv:.2e}  {'DETECTED' if detected else 'NOT DETECTED'}")
+    all_detected = run_controls(ref_aug, batch, args.calls, threshold)
 
     print(f"\ndefaults equal: {defaults_same}; configurations: "
           f"{sum(r[4] for r in results)}/{len(results)} PASS; controls: "

@@ -128,7 +128,7 @@ def one_study(pops: dict[str, Gaussian], args, cfg: GenMetricsConfig, i: int) ->
     return out, {q: (float(b.std(ddof=1)), float(b.mean() - out[q][0])) for q, b in boots.items()}
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--studies", type=int, default=200)
     ap.add_argument("--n-boot", type=int, default=100)
@@ -142,28 +142,13 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=20261130)
     ap.add_argument("--diagnose", type=int, default=0, help="re-run the bootstrap of the first K studies and report "
                     "its replicates' sd and mean shift")
-    args = ap.parse_args()
-    torch.set_num_threads(1)
-    cfg = GenMetricsConfig(n_boot=args.n_boot, matched_repeats=args.repeats, kid_subsets=args.kid_subsets)
-    n = min(args.n_test, args.n_train, args.n_fake)
-    pops = populations(args.dim, args.seed)
-    print(f"d = {args.dim}, N_test = {args.n_test}, N_train = {args.n_train}, N_fake = {args.n_fake} -> matched N = {n}; "
-          f"{args.studies} studies, n_boot = {cfg.n_boot}, matched_repeats = {cfg.matched_repeats}, "
-          f"library seed = {cfg.seed}; seeds: truth [{args.seed}, 0], study i [{args.seed}, 1, i], "
-          f"populations [{args.seed}, 2]")
+    return ap.parse_args()
 
-    t0 = time.time()
-    truth = truth_at_n(pops, n, args.truth_draws, args.seed)
-    pop = {"FID(A)": population_fid(pops["P"], pops["A"]), "FID(B)": population_fid(pops["P"], pops["B"]),
-           "floor FID(P', P)": 0.0}
-    pop["FID(A) - floor"] = pop["FID(A)"]
-    pop["FID(A) - FID(B)"] = pop["FID(A)"] - pop["FID(B)"]
-    print(f"truth: {args.truth_draws} Monte Carlo draws at N = {n} ({time.time() - t0:.1f} s)")
 
+def run_studies(pops, args, cfg) -> tuple[dict, dict, dict]:
+    """Estimates, intervals and (for the first --diagnose studies) bootstrap diagnostics per quantity."""
     t0 = time.time()
-    est = {q: [] for q in QUANTITIES}
-    cis = {q: [] for q in QUANTITIES}
-    diag = {q: [] for q in QUANTITIES}
+    est, cis, diag = ({q: [] for q in QUANTITIES} for _ in range(3))
     for i in range(args.studies):
         out, boot = one_study(pops, args, cfg, i)
         for q, (e, ci) in out.items():
@@ -173,8 +158,12 @@ def main() -> None:
                 diag[q].append(boot[q])
         if (i + 1) % max(1, args.studies // 10) == 0:
             print(f"  {i + 1}/{args.studies} studies, {time.time() - t0:.0f} s", flush=True)
-    r = args.studies
     print(f"studies: {time.time() - t0:.1f} s\n")
+    return est, cis, diag
+
+
+def print_coverage(truth: dict, pop: dict, est: dict, cis: dict) -> None:
+    r = len(est[QUANTITIES[0]])
     print("| quantity | population FID | truth E[FID at N] (MC se) | coverage ± MC se | below / above | mean width "
           "| mean est − truth | sd of est | width / 3.92 | sd of one FID at N |")
     print("|---|---|---|---|---|---|---|---|---|---|")
@@ -188,17 +177,43 @@ def main() -> None:
               f"{below} / {above} | {width.mean():.4f} | {e.mean() - t:+.4f} | {e.std(ddof=1):.4f} | "
               f"{width.mean() / 3.92:.4f} | {sd1:.4f} |")
     print("\n(below: interval entirely under the truth; above: entirely over it)")
+
+
+def print_diagnosis(truth: dict, pop: dict, est: dict, diag: dict) -> None:
     k = len(diag[QUANTITIES[0]])
-    if k:
-        print(f"\nDiagnosis, first {k} studies: the library's bootstrap replicates (fid_bootstrap, same arguments and seeds)\n")
-        print("| quantity | sd of replicates (mean) | sd of est | ratio | sd of one FID at N | ratio | "
-              "mean(boot) − est (mean) | truth − population FID |")
-        print("|---|---|---|---|---|---|---|---|")
-        for q in QUANTITIES:
-            sd_b, shift = np.asarray(diag[q]).mean(0)
-            sd_e, sd1 = np.std(est[q], ddof=1), truth[q][2]
-            print(f"| {q} | {sd_b:.4f} | {sd_e:.4f} | {sd_b / sd_e:.2f} | {sd1:.4f} | {sd_b / sd1:.2f} | {shift:+.4f} | "
-                  f"{truth[q][0] - pop[q]:+.4f} |")
+    if not k:
+        return
+    print(f"\nDiagnosis, first {k} studies: the library's bootstrap replicates (fid_bootstrap, same arguments and seeds)\n")
+    print("| quantity | sd of replicates (mean) | sd of est | ratio | sd of one FID at N | ratio | "
+          "mean(boot) − est (mean) | truth − population FID |")
+    print("|---|---|---|---|---|---|---|---|")
+    for q in QUANTITIES:
+        sd_b, shift = np.asarray(diag[q]).mean(0)
+        sd_e, sd1 = np.std(est[q], ddof=1), truth[q][2]
+        print(f"| {q} | {sd_b:.4f} | {sd_e:.4f} | {sd_b / sd_e:.2f} | {sd1:.4f} | {sd_b / sd1:.2f} | {shift:+.4f} | "
+              f"{truth[q][0] - pop[q]:+.4f} |")
+
+
+def main() -> None:
+    args = parse_args()
+    torch.set_num_threads(1)
+    cfg = GenMetricsConfig(n_boot=args.n_boot, matched_repeats=args.repeats, kid_subsets=args.kid_subsets)
+    n = min(args.n_test, args.n_train, args.n_fake)
+    pops = populations(args.dim, args.seed)
+    print(f"d = {args.dim}, N_test = {args.n_test}, N_train = {args.n_train}, N_fake = {args.n_fake} -> matched N = {n}; "
+          f"{args.studies} studies, n_boot = {cfg.n_boot}, matched_repeats = {cfg.matched_repeats}, "
+          f"library seed = {cfg.seed}; seeds: truth [{args.seed}, 0], study i [{args.seed}, 1, i], "
+          f"populations [{args.seed}, 2]")
+    t0 = time.time()
+    truth = truth_at_n(pops, n, args.truth_draws, args.seed)
+    pop = {"FID(A)": population_fid(pops["P"], pops["A"]), "FID(B)": population_fid(pops["P"], pops["B"]),
+           "floor FID(P', P)": 0.0}
+    pop["FID(A) - floor"] = pop["FID(A)"]
+    pop["FID(A) - FID(B)"] = pop["FID(A)"] - pop["FID(B)"]
+    print(f"truth: {args.truth_draws} Monte Carlo draws at N = {n} ({time.time() - t0:.1f} s)")
+    est, cis, diag = run_studies(pops, args, cfg)
+    print_coverage(truth, pop, est, cis)
+    print_diagnosis(truth, pop, est, diag)
 
 
 if __name__ == "__main__":

@@ -83,7 +83,7 @@ class StyleGAN2Config:
     @property
     def steps(self) -> int:
         """Optimiser steps for ``kimg`` thousand images at the batch size."""
-        return max(1, round(self.kimg * 1000 / self.resolved().batch_size))
+        return max(1, round(self.kimg * 1000 / (self.batch_size or self.resolved().batch_size)))
 
 
 def validate(cfg: StyleGAN2Config) -> float | None:
@@ -167,8 +167,7 @@ class Run:
         """Real images in [-1, 1] and their one-hot labels (or None)."""
         idx = torch.randint(0, len(self.data), (self.per_process,), generator=self.gen).numpy()
         x, labels = self.data.batch(idx, self.cfg.mirror)
-        c = torch.nn.functional.one_hot(labels, len(self.data.class_names)).float().to(self.acc.device) if self.cfg.conditional else None
-        return x.to(self.acc.device), c
+        return x.to(self.acc.device), self._one_hot(labels) if self.cfg.conditional else None
 
     def latents(self, n: int) -> torch.Tensor:
         return torch.randn(n, self.net_cfg.z_dim, generator=self.gen).to(self.acc.device)
@@ -177,7 +176,9 @@ class Run:
         """One-hot labels drawn from the data's label distribution for ``n`` fakes (None: unconditional)."""
         if not self.cfg.conditional:
             return None
-        labels = self.data.labels[torch.randint(0, len(self.data), (n,), generator=self.gen)]
+        return self._one_hot(self.data.labels[torch.randint(0, len(self.data), (n,), generator=self.gen)])
+
+    def _one_hot(self, labels: torch.Tensor) -> torch.Tensor:
         return torch.nn.functional.one_hot(labels, len(self.data.class_names)).float().to(self.acc.device)
 
 

@@ -25,7 +25,7 @@ from ..errors import UserError
 from ..generators.ddpm import DDPMConfig
 from ..generators.ddpm_model import PRESETS as DDPM_PRESETS
 from ..generators.registry import GENERATORS
-from ..generators.stylegan2.networks import PRESETS as SG2_PRESETS
+from ..generators.stylegan2.presets import PRESETS as SG2_PRESETS
 from ..generators.stylegan2.train import StyleGAN2Config
 from ..metrics.extractors import EXTRACTORS
 from ..metrics.gen_eval import GenMetricsConfig

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from .layers import EqualConv2d, EqualLinear, MinibatchStd, ModulatedConv, normalize_2nd_moment, upsample2x
-from .presets import PRESETS, network_fields  # noqa: F401 (PRESETS: the preset names)
+from .presets import network_fields
 
 
 @dataclass(frozen=True)

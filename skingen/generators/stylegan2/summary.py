@@ -29,7 +29,8 @@ def parameter_summary(resolution: int, preset: str = "auto", conditional: bool =
     cfg = network_config(preset, resolution, 5 if conditional else 0)
     G, D = Generator(cfg), Discriminator(cfg)
     return {"generator": "stylegan2_ada", "preset": preset, "resolution": resolution, "conditional": conditional,
-            "training": preset_settings(preset, resolution), "num_ws": cfg.num_ws, "G_mapping": _count(G.mapping), "G_synthesis": _count(G.synthesis),
+            "training": preset_settings(preset, resolution), "num_ws": cfg.num_ws, "G_mapping": _count(G.mapping),
+            "G_synthesis": _count(G.synthesis),
             "G_total": _count(G), "D": _count(D),
             "channels": {str(2 ** k): cfg.channels(2 ** k) for k in range(2, cfg.log2 + 1)},
             "layers": _layers(G, "G") + _layers(D, "D")}

@@ -153,10 +153,12 @@ def _cmd_run(a: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_status(a: argparse.Namespace) -> None:
+def _cmd_status(a: argparse.Namespace) -> int:
     from .grid.run import status_lines
 
-    print("\n".join(status_lines(a.results)))
+    lines = status_lines(a.results)
+    print("\n".join(lines))
+    return 1 if any(line.startswith("damaged: ") for line in lines) else 0  # damage found: exit 1
 
 
 def _cmd_report(a: argparse.Namespace) -> None:

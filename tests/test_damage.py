@@ -146,9 +146,9 @@ def test_truncated_shard_in_a_study_is_named_shown_stale_and_rebuilt(tmp_path, c
     assert f"made by cell pack/{pack.folder(out).name}" in r.err and "the next 'skingen run' rebuilds it" in r.err
     assert not any(c.folder(out).exists() for c in cells if c.stage == "train_clf")
     status = cli("status", out)
-    assert status.code == 0
+    assert status.code == 1  # damage found
     assert "pack               1     0       0      0       1     1" in status.out
-    assert f"stale: {shard}: truncated or corrupt" in status.out
+    assert f"damaged: {shard}: truncated or corrupt" in status.out
     r = cli("run", study, "--executor", "debug", "--out", out)
     assert r.code == 0, r.err
     assert all(cell_state(c, out) == "done" for c in cells) and damage.damaged(pack, out) is None

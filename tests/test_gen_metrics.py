@@ -333,10 +333,7 @@ def test_tsne_places_the_far_generator_farther(tmp_path):
     assert settings["seed"] == 0 and settings["perplexity"] == pytest.approx(33.0) and settings["perplexity_requested"] == 50 and settings["pca_components"] == 32
     assert Image.open(tmp_path / "tsne.png").size[0] > 300
     again = tsne_figure(groups, tmp_path / "again", "MEL basic", perplexity=50, seed=0)
-    for a, b in zip(again["rows"], result["rows"], strict=True):  # seeded; sklearn's threaded sums are not
-        tsne = "tsne_centroid_distance_to_real"  # bitwise reproducible, so the t-SNE column within a tolerance
-        assert {k: v for k, v in a.items() if k != tsne} == {k: v for k, v in b.items() if k != tsne}
-        assert a[tsne] == pytest.approx(b[tsne], rel=1e-4)
+    assert again["rows"] == result["rows"]  # seeded and single-threaded: the same map on every run
 
 
 def _knn_radius(points: np.ndarray, k: int) -> np.ndarray:

@@ -261,3 +261,66 @@ def test_compiled_training_takes_the_same_steps(shard, monkeypatch):
         losses[compiled].append([p.detach().clone() for p in (*run.G.parameters(), *run.D.parameters())])
     assert np.allclose(losses[True][:2], losses[False][:2], rtol=1e-5)  # G, D, R1, path-length losses
     assert all(torch.allclose(a, b, rtol=1e-5, atol=1e-6) for a, b in zip(losses[True][2], losses[False][2]))
+
+
+def test_every_parameter_gets_a_gradient_in_every_phase(shard):
+    """The reference's regularisers add ``output * 0`` so that parameters they do not depend on (toRGB biases
+    in the path-length phase, D's output bias in R1) still get a zero gradient and so an Adam step (issue 23)."""
+    from skingen.generators.stylegan2.loss import path_length_penalty, r1_penalty
+
+    run = _run(shard)
+    real, c = run.batch()
+    pl = path_length_penalty(run.G, run.latents(2), run.gen_c(2), run.pl_mean, 0.0, run.gen)
+    pl.backward()
+    missing = [name for name, p in run.G.named_parameters() if p.grad is None]
+    assert missing == [], missing
+    penalty, _ = r1_penalty(run.D, run.augment, real, c, run.gen)
+    penalty.backward()
+    missing = [name for name, p in run.D.named_parameters() if p.grad is None]
+    assert missing == [], missing
+
+
+def test_the_path_length_penalty_differentiates_through_the_running_mean(shard):
+    """a = lerp(pl_mean, mean(lengths), decay) enters the penalty undetached, as the reference computes it: the
+    gradient equals that of sum((l - a)^2)/n with a a function of l, not of a constant a."""
+    from skingen.generators.stylegan2.loss import path_length_penalty
+
+    run = _run(shard)
+    run.pl_mean.fill_(0.5)
+    z, c = run.latents(3), run.gen_c(3)
+    state = run.gen.get_state()
+    ours = path_length_penalty(run.G, z, c, run.pl_mean, 0.0, run.gen, decay=0.3)
+    weight = next(p for p in run.G.synthesis.parameters() if p.ndim == 4)
+    (g_ours,) = torch.autograd.grad(ours, weight)
+    after = float(run.pl_mean)
+    run.gen.set_state(state)
+    ws = run.G.mapping(z, c, skip_w_avg_update=True)
+    img = run.G.synthesis(ws)
+    noise = torch.randn(img.shape, generator=run.gen) / 16.0  # sqrt(16 * 16)
+    (grad,) = torch.autograd.grad((img * noise).sum(), ws, create_graph=True)
+    lengths = grad.square().sum(2).mean(1).sqrt()
+    target = 0.5 + 0.3 * (lengths.mean() - 0.5)
+    (g_manual,) = torch.autograd.grad((lengths - target).square().mean(), weight, retain_graph=True)
+    (g_detached,) = torch.autograd.grad((lengths - target.detach()).square().mean(), weight, allow_unused=True)
+    assert after == pytest.approx(float(target.detach()), rel=1e-6)
+    assert torch.allclose(g_ours, g_manual, rtol=1e-4, atol=1e-7 * float(g_manual.abs().max()))
+    assert not torch.allclose(g_ours, g_detached, rtol=1e-3, atol=0)  # the detached form is really different
+
+
+def test_ada_p_stays_at_the_target_and_is_clamped_below_only():
+    """The reference's rule: sign(r_t - target) is 0 at the target; p + adjust is clamped at 0, not at 1."""
+    from skingen.generators.stylegan2.augment import AdaController, AugmentPipe
+
+    pipe, ada = AugmentPipe(), AdaController(target=0.5, interval=1, speed_kimg=0.001)
+    pipe.p.fill_(0.3)
+    ada.accumulate(torch.tensor([1.0, 1.0, 1.0, -1.0]))  # r_t = 0.5 exactly
+    assert ada.maybe_update(pipe, 1, 8) and ada.r_t == 0.5
+    assert float(pipe.p) == pytest.approx(0.3)
+    for step in range(2, 5):
+        ada.accumulate(torch.ones(4))
+        ada.maybe_update(pipe, step, 8)
+    assert float(pipe.p) == pytest.approx(0.3 + 3 * 8 / 1.0)  # not clamped at 1
+    for step in range(5, 20):
+        ada.accumulate(-torch.ones(4))
+        ada.maybe_update(pipe, step, 8)
+    assert float(pipe.p) == 0.0

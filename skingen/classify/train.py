@@ -16,7 +16,6 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
-from tqdm import tqdm
 
 from ..atomic import atomic_path, write_csv, write_json
 from ..data.classes import metric_target, shard_classes
@@ -24,6 +23,7 @@ from ..data.shards import ShardDataset, ShardReader
 from ..errors import UserError
 from ..metrics.diagnostic import all_metrics
 from ..metrics.predictions import write_predictions
+from ..progress import progress
 from .arms import ArmConfig, ArmDataset, build_arm
 from .loop import Preempted, Progress, StopFlag, epoch_batches, loader, predict
 from .models import create_model
@@ -119,9 +119,9 @@ def _train_epoch(run: Run, stop: StopFlag, stop_after_steps: int | None) -> floa
     per_process = max(1, cfg.batch_size // acc.num_processes)
     batches = epoch_batches(len(run.train_ds), per_process, cfg.seed, p.epoch, acc.process_index,
                             acc.num_processes, start=p.batch)
-    bar = tqdm(loader(run.train_ds, batches, cfg.num_workers, seed=cfg.seed * 100003 + p.epoch),
-               total=len(batches), desc=f"epoch {p.epoch}",
-               unit="batch", disable=None if acc.is_main_process else True, leave=False)
+    bar = progress(loader(run.train_ds, batches, cfg.num_workers, seed=cfg.seed * 100003 + p.epoch),
+                   total=len(batches), desc=f"{run.out.name} epoch {p.epoch + 1}/{cfg.epochs}", unit="batch",
+                   enabled=acc.is_main_process, leave=False)
     for x, y in bar:
         with acc.accumulate(run.model):
             loss = run.loss_fn(run.model(x.to(acc.device)), y.to(acc.device))
@@ -147,6 +147,9 @@ def _end_epoch(run: Run, train_loss: float, seconds: float) -> None:
     p.curves.append({"epoch": p.epoch, "train_loss": round(train_loss, 6), "val_loss": round(val_loss, 6),
                      "val_macro_f1": round(val["macro_f1"], 6), "val_balanced_accuracy": round(val["balanced_accuracy"], 6),
                      "lr": run.optimizer.param_groups[0]["lr"], "seconds": round(seconds, 3)})
+    if acc.is_main_process:
+        log.info("%s: epoch %d/%d done: train loss %.4f, val loss %.4f, val macro-F1 %.3f, lr %g, %.1f s", run.out.name,
+                 p.epoch + 1, run.cfg.epochs, train_loss, val_loss, val["macro_f1"], p.curves[-1]["lr"], seconds)
     if val["macro_f1"] > p.best_score and acc.is_main_process:
         p.best_score, p.best_epoch = val["macro_f1"], p.epoch
         with atomic_path(run.out / "best_model.pt") as tmp:

@@ -17,6 +17,7 @@ import torch
 
 from ..atomic import write_csv, write_json
 from ..classify.loop import Preempted, Progress, StopFlag
+from ..progress import progress
 from .common import write_rank_digest
 from .ddpm_data import TrainImages
 from .ddpm_model import build_unet, load_unet
@@ -112,13 +113,16 @@ def train_ddpm(train_shard: str | os.PathLike, out: str | os.PathLike, cfg: DDPM
     out.mkdir(parents=True, exist_ok=True)
     acc, unet, opt, lr_sched, ema, noise, data, p = _setup(Path(train_shard), out, cfg)
     start, losses = time.perf_counter(), []
-    with StopFlag() as stop:
+    bar = progress(total=cfg.max_steps, initial=p.step, desc=f"ddpm {out.name}", unit="step",
+                   enabled=acc.is_main_process)
+    with StopFlag() as stop, bar:
         while p.step < cfg.max_steps:
             for _ in range(cfg.grad_accum):
                 losses.append(_step(acc, unet, opt, lr_sched, noise, data, cfg, p.batch))
                 p.batch += 1  # micro-batches so far: the data seed of the next one
             ema.step(unet.parameters())
             p.step += 1
+            bar.update(1)
             if p.step % cfg.log_every == 0 or p.step == cfg.max_steps:
                 p.curves.append({"step": p.step, "loss": round(float(np.mean(losses)), 6), "lr": lr_sched.get_last_lr()[0]})
                 losses = []

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from ..errors import UserError
+from ..progress import progress
 from .common import sample_classes, save_grid, write_synthetic_shard
 
 SAMPLERS = ("ddpm", "ddim")
@@ -38,7 +38,7 @@ def sample_images(pipeline_dir: str | os.PathLike, n: int, sampler: str = "ddim"
     sched.set_timesteps(steps)
     res = unet.config.sample_size
     out = []
-    for b, start in enumerate(tqdm(range(0, n, batch), desc=desc, unit="batch", disable=None)):
+    for b, start in enumerate(progress(range(0, n, batch), desc=desc, unit="batch")):
         size = min(batch, n - start)
         gen = torch.Generator().manual_seed(seed + b)
         x = torch.randn((size, 3, res, res), generator=gen).to(device)

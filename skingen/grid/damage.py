@@ -134,12 +134,14 @@ def _done(cell: Cell, root: Path) -> bool:
     return done.is_file() and done.read_text().strip() == cell.key
 
 
-def scan(cells: list[Cell], root: Path) -> list[str]:
-    """Check every done cell's files cheaply; mark the damaged ones; one line per newly found file."""
+def scan(cells: list[Cell], root: Path, marking: bool = True) -> list[str]:
+    """Check every done cell's files cheaply; one line per newly found file. ``marking``: mark the damaged
+    cells (what ``run`` does); off, nothing is written (``status``, ``--check``, ``--dry-run``)."""
     lines = []
     for cell in cells:
         if _done(cell, root) and (found := folder_problem(cell.folder(root))):
-            lines.append(mark(cell.folder(root), *found, found_by="scan"))
+            lines.append(mark(cell.folder(root), *found, found_by="scan") if marking
+                         else line(cell.folder(root), *found))
     return lines
 
 

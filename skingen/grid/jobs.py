@@ -6,8 +6,10 @@ and the requeued job resumes from that state.
 """
 from __future__ import annotations
 
+import logging
 import os
 import signal
+import sys
 from pathlib import Path
 
 import submitit
@@ -38,11 +40,21 @@ def _limit_threads() -> None:
         torch.set_num_threads(int(threads))
 
 
+def _log_to_stderr() -> None:
+    """INFO lines (progress, epochs) into the job's log: a worker process starts with no logging set up."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        for noisy in ("accelerate", "submitit", "timm", "h5py"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
 class CellJob(submitit.helpers.Checkpointable):
     """Run one cell; requeue through submitit when training was stopped by a signal."""
 
     def __call__(self, cell_json: dict, root: str, inputs: dict[str, str]) -> dict:
         cell = Cell(**cell_json)
+        _log_to_stderr()
         _limit_threads()
         rank = _distributed_rank()
         try:

@@ -158,9 +158,9 @@ def _parallel(spec: StudySpec, kind: str, profile: Profile) -> int:
 
 
 def preflight(spec: StudySpec, cells: list[Cell], root: Path, kind: str, profile: Profile,
-              stages: tuple[str, ...] = STAGES) -> Preflight:
-    """Every check of the module docstring for the cells of ``stages`` not yet done; nothing is written but
-    damage markers (see ``damage.py``)."""
+              stages: tuple[str, ...] = STAGES, marking: bool = False) -> Preflight:
+    """Every check of the module docstring for the cells of ``stages`` not yet done; nothing is written but,
+    with ``marking`` (a run about to submit), damage markers (see ``damage.py``)."""
     todo = [c for c in cells if c.stage in stages and cell_state(c, root) != "done"]
     used = [s for s in STAGES if any(c.stage == s for c in todo)]
     report = Preflight()
@@ -175,7 +175,7 @@ def preflight(spec: StudySpec, cells: list[Cell], root: Path, kind: str, profile
     where = f"profile {spec.executor.profile}"
     if kind == "slurm":  # the container wraps SLURM cells only
         report.problems += slurm_problems(profile, used, where) + container_problems(profile, used, where)
-    report.problems += results_problems(root) + damage.scan(cells, root)
+    report.problems += results_problems(root) + damage.scan(cells, root, marking)
     rows = disk.estimate(spec, [c for c in cells if c.stage in stages], {c.key for c in todo}, data,
                          _parallel(spec, kind, profile))
     free = disk.free_bytes(root)
@@ -208,9 +208,9 @@ def _counted(root: Path, cells: list[Cell], spec: StudySpec, data: disk.DataSize
 
 
 def check_or_raise(spec: StudySpec, cells: list[Cell], root: Path, kind: str, profile: Profile,
-                   stages: tuple[str, ...] = STAGES) -> None:
+                   stages: tuple[str, ...] = STAGES, marking: bool = False) -> None:
     """Print the disk table; raise one UserError line per problem (nothing may be submitted then)."""
-    report = preflight(spec, cells, root, kind, profile, stages)
+    report = preflight(spec, cells, root, kind, profile, stages, marking)
     print("\n".join(report.table))
     if report.problems:
         raise UserError("\n".join(report.problems))

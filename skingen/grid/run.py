@@ -1,10 +1,13 @@
 """``skingen run``: plan a study, skip done cells, run the rest stage by stage; ``skingen status``."""
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import shutil
+import signal
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -13,6 +16,7 @@ from ..atomic import write_json
 from ..errors import UserError
 from . import damage
 from .executors import make_backend
+from .lock import FolderLock, reclaim_running
 from .plan import STAGES, Cell, plan_study
 from .profile import Profile, load_profile
 from .preflight import check_or_raise
@@ -64,8 +68,9 @@ def run_study(study: str | os.PathLike, executor: str | None = None, out: str | 
               dry_run: bool = False, poll: float = 1.0, until: str | None = None, check: bool = False,
               preflight: bool = True) -> dict[str, Counter]:
     """Run every cell not yet done, each as soon as its dependencies are (stages up to ``until`` only, then no
-    report); returns per-stage counts. ``check``: only the preflight checks (always run before SLURM unless
-    ``preflight`` is off, as in the driver job, whose submitter ran them)."""
+    report); returns per-stage counts. ``dry_run`` and ``check`` write nothing into the results folder;
+    ``check``: only the preflight checks (always run before SLURM unless ``preflight`` is off, as in the
+    driver job, whose submitter ran them). A run holds the folder's lock (``lock.py``) throughout."""
     if until is not None and until not in STAGES:
         raise UserError(f"--until {until!r}: not a stage; stages in order: {', '.join(STAGES)}")
     spec = load_study(study)
@@ -74,16 +79,31 @@ def run_study(study: str | os.PathLike, executor: str | None = None, out: str | 
     cells = plan_study(spec)
     stages = STAGES[:STAGES.index(until) + 1] if until else STAGES
     if dry_run:
-        _save_plan(spec, cells, root)
         print("\n".join(plan_table(cells, root)))
         return {}
     profile = _profile(spec, kind)
     if check:
         check_or_raise(spec, cells, root, kind, profile, stages)
         return {}
+    with FolderLock(root), _sigterm_as_interrupt():
+        for line in reclaim_running(cells, root):
+            log.info("%s", line)
+        summary = _drive(spec, cells, root, kind, profile, stages, preflight, poll)
+    if until:
+        print(f"stopped after stage {until} as asked; run again without --until for the rest and the report")
+        return summary
+    from ..report.build import build_report
+
+    print(f"report (the study's closing analysis) -> {build_report(root)}")
+    return summary
+
+
+def _drive(spec: StudySpec, cells: list[Cell], root: Path, kind: str, profile: Profile, stages: tuple[str, ...],
+           preflight: bool, poll: float) -> dict[str, Counter]:
+    """Rebuild damaged cells, check, save the plan and run the cells; raise on damage found meanwhile."""
     damage.reset(cells, root)  # cells found damaged earlier are rebuilt from nothing
     if kind == "slurm" and preflight:
-        check_or_raise(spec, cells, root, kind, profile, stages)
+        check_or_raise(spec, cells, root, kind, profile, stages, marking=True)
     elif lines := damage.scan(cells, root):
         raise UserError("\n".join(lines))
     _save_plan(spec, cells, root)
@@ -92,13 +112,24 @@ def run_study(study: str | os.PathLike, executor: str | None = None, out: str | 
     print("\n".join(plan_table(cells, root)))
     if lines := damage.marked_lines(cells, root):  # found by cells of this run: rebuilt by the next
         raise UserError("\n".join(lines))
-    if until:
-        print(f"stopped after stage {until} as asked; run again without --until for the rest and the report")
-        return summary
-    from ..report.build import build_report
-
-    print(f"report (the study's closing analysis) -> {build_report(root)}")
     return summary
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM to the driver stops it as Ctrl-C does: its local workers are cancelled, not orphaned."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, _frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def submit_driver(study: str | os.PathLike, out: str | os.PathLike | None = None) -> str:
@@ -123,13 +154,14 @@ def submit_driver(study: str | os.PathLike, out: str | os.PathLike | None = None
 
 
 def status_lines(root: str | os.PathLike) -> list[str]:
-    """The status of a results folder: per-stage counts, then each failed cell with its log and error."""
+    """The status of a results folder: per-stage counts, then each failed cell with its log and error, then
+    damaged files (``damaged: ...``). Writes nothing (``run`` marks damaged cells)."""
     root = Path(root)
     plan = root / "plan.json"
     if not plan.is_file():
         raise UserError(f"{plan}: not found; is {root} a study results folder (made by 'skingen run')?")
     cells = [Cell(**c) for c in json.loads(plan.read_text())["cells"]]
-    damage.scan(cells, root)  # done cells with a damaged file become stale
+    found = damage.scan(cells, root, marking=False)
     lines = plan_table(cells, root)
     for c in cells:
         state = cell_state(c, root)
@@ -137,4 +169,4 @@ def status_lines(root: str | os.PathLike) -> list[str]:
             info = marker(c.folder(root) / ("FAILED" if state == "failed" else "RUNNING"))
             lines.append(f"{state}: {c.stage}/{c.folder(root).name} log {info.get('log', '?')}"
                          + (f" error: {info.get('error', '?')}" if state == "failed" else ""))
-    return lines + [f"stale: {text}" for text in damage.marked_lines(cells, root)]
+    return lines + [f"damaged: {text}" for text in damage.marked_lines(cells, root) + found]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from ..progress import progress
 from .plan import STAGES, Cell
 from .store import cell_state
 
@@ -26,7 +27,7 @@ def run_cells(cells: list[Cell], root: Path, backend, kind: str, stages: tuple[s
     done = {c.key for c in cells if cell_state(c, root) == "done"}
     waiting = [c for c in cells if c.stage in stages and c.key not in done]
     summary = {stage: Counter(blocked=0) for stage in stages}
-    bar = tqdm(total=len(waiting), desc="cells", unit="cell", disable=None)
+    bar = progress(total=len(waiting), desc="cells", unit="cell")
     try:
         while True:
             ready = [c for c in waiting if all(k in done for k in c.deps.values())]

@@ -51,8 +51,19 @@ def marker(path: Path) -> dict:
         return {}
 
 
+def process_start(pid: int) -> str | None:
+    """The start time (clock ticks since boot) of process ``pid`` on this host, or None if there is none;
+    with the pid it names a process even after its pid is reused."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
 def _job_info() -> dict:
-    info = {"host": socket.gethostname(), "pid": os.getpid(), "slurm_job_id": os.environ.get("SLURM_JOB_ID")}
+    info = {"host": socket.gethostname(), "pid": os.getpid(), "start": process_start(os.getpid()),
+            "slurm_job_id": os.environ.get("SLURM_JOB_ID")}
     try:
         import submitit
 

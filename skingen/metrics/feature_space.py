@@ -1,6 +1,6 @@
 """Feature-space view of real vs synthetic images: t-SNE plot per pipeline and a centroid/spread table.
 
-PCA to (at most) 50 dimensions first, then scikit-learn t-SNE with a recorded perplexity and seed;
+PCA to (at most) 50 dimensions first, then scikit-learn t-SNE (one thread) with a recorded perplexity and seed;
 the perplexity is lowered to (N - 1) / 3 for small sets, and the value used is what gets recorded.
 Centroid distances and spreads are computed in the extractor's own feature space, not in the plot.
 """
@@ -21,6 +21,7 @@ def embed(groups: dict[str, np.ndarray], perplexity: float = 30.0, seed: int = 0
     """2-D t-SNE of all groups stacked (PCA to <= 50 dims first); returns the points and the settings used."""
     from sklearn.decomposition import PCA
     from sklearn.manifold import TSNE
+    from threadpoolctl import threadpool_limits
 
     dims = {g.shape[1] for g in groups.values()}
     if len(dims) != 1:
@@ -31,7 +32,11 @@ def embed(groups: dict[str, np.ndarray], perplexity: float = 30.0, seed: int = 0
     n_comp = min(50, stacked.shape[1], len(stacked) - 1)
     reduced = PCA(n_components=n_comp, random_state=seed).fit_transform(stacked)
     used = min(perplexity, (len(stacked) - 1) / 3)
-    points = TSNE(n_components=2, perplexity=used, random_state=seed, init="pca").fit_transform(reduced)
+    # One thread: the Barnes-Hut gradient's threaded sums change order with the thread count, and t-SNE's
+    # 1,000 iterations amplify that rounding; single-threaded, a seed gives the same map on every run.
+    with threadpool_limits(1):
+        points = TSNE(n_components=2, perplexity=used, random_state=seed, init="pca",
+                      n_jobs=1).fit_transform(reduced)
     return points, {"perplexity": used, "perplexity_requested": perplexity, "seed": seed, "pca_components": n_comp,
                     "sources": {k: len(v) for k, v in groups.items()}}
 

@@ -19,12 +19,12 @@ from pathlib import Path
 import h5py
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from ..atomic import atomic_path
 from ..data.classes import shard_classes
 from ..data.shards import STR, ShardReader
 from ..errors import UserError
+from ..progress import progress
 from .extractors import Extractor
 
 log = logging.getLogger(__name__)
@@ -148,7 +148,7 @@ def extract_features(image_set: ImageSet, extractor: Extractor, cache: str | os.
         log.info("features of %s (%s) from cache %s", image_set.describe(), extractor.name, cache_path)
         return Features(cached[0], cached[1], ids, idx, set_id, extractor.name, extractor.weights_sha256)
     feats, logits = [], []
-    bar = tqdm(total=len(idx), desc=f"features {image_set.describe()} [{extractor.name}]", unit="img", leave=False)
+    bar = progress(total=len(idx), desc=f"features {image_set.describe()} [{extractor.name}]", unit="img", leave=False)
     for batch in _batches(reader, idx, extractor, batch_size):
         f, lg = extractor(batch)
         feats.append(f)

@@ -13,10 +13,10 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 import numpy as np
-from tqdm import tqdm
 
 from ..metrics.diagnostic import METRIC_KEYS
 from ..metrics.weighted import replicate_metrics
+from ..progress import progress as progress_bar
 from .stats import interval
 
 log = logging.getLogger(__name__)
@@ -129,7 +129,8 @@ def hierarchy_weights(cells: list[CellScores], n_boot: int, rng: np.random.Gener
 def _cell_metrics(study: StudyScores, w_img: np.ndarray, progress: bool) -> dict[str, np.ndarray]:
     out = {m: np.empty((len(study.cells), w_img.shape[0])) for m in METRIC_KEYS}
     w_t = np.ascontiguousarray(w_img.T)
-    for k, cell in enumerate(tqdm(study.cells, desc="joint bootstrap", unit="cell", leave=False, disable=not progress)):
+    for k, cell in enumerate(progress_bar(study.cells, desc="joint bootstrap", unit="cell", leave=False,
+                                          enabled=progress)):
         metrics = replicate_metrics(study.y, cell.prob, w_img, study.target, w_t)
         for m in METRIC_KEYS:
             out[m][k] = metrics[m]

@@ -226,7 +226,8 @@ class AdaController:
         if step % self.interval or not self.count:
             return False
         self.r_t = self.sign_sum / self.count
-        adjust = math.copysign(1.0, self.r_t - self.target) * batch_size * self.interval / (self.speed_kimg * 1000)
-        pipe.p.copy_((pipe.p + adjust).clamp(0, 1))
+        sign = (self.r_t > self.target) - (self.r_t < self.target)  # 0 at the target, as the reference's np.sign
+        adjust = sign * batch_size * self.interval / (self.speed_kimg * 1000)
+        pipe.p.copy_((pipe.p + adjust).clamp(min=0))  # the reference clamps below only
         self.sign_sum, self.count = 0.0, 0
         return True

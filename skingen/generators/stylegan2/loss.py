@@ -43,14 +43,17 @@ def generator_loss(G: Generator, D: Discriminator, augment: AugmentPipe, z, c, m
 
 def path_length_penalty(G: Generator, z, c, pl_mean: torch.Tensor, mixing_prob: float, gen,
                         decay: float = 0.01) -> torch.Tensor:
-    """(|J_w^T y| - a)^2 with y ~ N(0, I)/sqrt(HW) and a the running mean of the lengths (updated in place)."""
+    """(|J_w^T y| - a)^2 with y ~ N(0, I)/sqrt(HW) and a the running mean of the lengths after this batch's
+    update (stored detached in ``pl_mean``, differentiated through in the penalty, as the reference)."""
     ws = mapped_ws(G, z, c, mixing_prob, gen)
     img = G.synthesis(ws)
     noise = torch.randn(img.shape, generator=gen).to(img.device) / math.sqrt(img.shape[2] * img.shape[3])
     (grad,) = torch.autograd.grad((img * noise).sum(), ws, create_graph=True)
     lengths = grad.square().sum(2).mean(1).sqrt()
-    pl_mean.copy_(pl_mean.lerp(lengths.mean().detach(), decay))
-    return (lengths - pl_mean).square().mean()
+    target = pl_mean.lerp(lengths.mean(), decay)  # not detached: the penalty differentiates through the update
+    pl_mean.copy_(target.detach())
+    # img * 0: every parameter that shapes the image gets a (zero) gradient, so Adam steps it as the reference does
+    return (lengths - target).square().mean() + img[:, 0, 0, 0].sum() * 0
 
 
 def discriminator_loss(G: Generator, D: Discriminator, augment: AugmentPipe, real, c_real, z, c_gen,
@@ -68,4 +71,5 @@ def r1_penalty(D: Discriminator, augment: AugmentPipe, real, c_real, gen) -> tup
     real = real.detach().requires_grad_(True)
     logits = D(augment(real, gen), c_real)
     (grad,) = torch.autograd.grad(logits.sum(), real, create_graph=True)
-    return grad.square().sum(dim=(1, 2, 3)).mean(), logits.detach()
+    # logits * 0: D's output bias, which R1 does not depend on, still gets a (zero) gradient (see path_length_penalty)
+    return grad.square().sum(dim=(1, 2, 3)).mean() + logits.sum() * 0, logits.detach()

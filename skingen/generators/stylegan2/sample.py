@@ -5,9 +5,9 @@ import os
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from ...errors import UserError
+from ...progress import progress
 from ..common import sample_classes, write_synthetic_shard
 from .snapshot import generate, load_generator
 
@@ -29,7 +29,7 @@ def sample_to_shard(cell_dir: str | os.PathLike, out_shard: str | os.PathLike, n
     seeds = np.arange(n) + seed * 1_000_000  # one z seed per image
 
     def images():
-        for start in tqdm(range(0, n, batch), desc=f"stylegan2 sample {label}", unit="batch", leave=False):
+        for start in progress(range(0, n, batch), desc=f"stylegan2 sample {label}", unit="batch", leave=False):
             yield from generate(G, seeds[start:start + batch], psi, class_index, batch)
     return write_synthetic_shard(out_shard, images(), label, image_size, attrs, f"SYN_stylegan2_{seed}",
                                  "synthetic:stylegan2_ada", n)

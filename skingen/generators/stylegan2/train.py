@@ -22,11 +22,11 @@ from types import SimpleNamespace
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from ...atomic import atomic_path, write_csv, write_json
 from ...classify.loop import Preempted, StopFlag
 from ...errors import UserError
+from ...progress import progress
 from ..common import write_rank_digest
 from ..ddpm_data import TrainImages
 from .augment import AdaController, AugmentPipe
@@ -236,7 +236,8 @@ def _train(run: Run, out: Path, stop_after_steps: int | None) -> dict:
     cfg = run.cfg
     _load_state(run, out)
     start, losses = time.perf_counter(), []
-    bar = tqdm(total=cfg.steps, initial=run.step, desc="stylegan2-ada", unit="step", disable=not run.acc.is_main_process)
+    bar = progress(total=cfg.steps, initial=run.step, desc=f"stylegan2-ada {out.name}", unit="step",
+                   enabled=run.acc.is_main_process)
     with StopFlag() as stop:
         while run.step < cfg.steps:
             losses.append(train_step(run))

@@ -1,0 +1,123 @@
+"""A results folder two drivers cannot corrupt, and inspection that writes nothing (issue 25 items 1, 2).
+
+Real processes throughout: the second driver, the killed driver and its orphaned local workers are real
+``skingen run`` processes on the local (submitit) executor.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from builders import REPO, study_variant
+from skingen.grid.lock import LOCK_NAME
+from skingen.grid.plan import plan_study
+from skingen.grid.spec import load_study
+from skingen.grid.store import cell_state, marker, process_start
+from skingen.metrics.predictions import read_predictions
+
+SKINGEN = [sys.executable, "-m", "skingen.cli"]
+
+
+def _hash_tree(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _wait(predicate, timeout: float, what: str):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if (found := predicate()):
+            return found
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _hold_lock(root: Path) -> subprocess.Popen:
+    """Another process that holds the folder's lock as a live driver does."""
+    code = ("import sys, time; from pathlib import Path; from skingen.grid.lock import FolderLock\n"
+            "with FolderLock(Path(sys.argv[1])):\n    print('held', flush=True); time.sleep(600)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(root)], stdout=subprocess.PIPE, text=True, cwd=REPO)
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def test_a_second_driver_is_refused_and_a_dead_ones_lock_taken_over(tmp_path, cli, caplog):
+    study, out = study_variant(tmp_path), tmp_path / "r"
+    holder = _hold_lock(out)
+    try:
+        r = cli("run", study, "--executor", "debug", "--out", out, "--until", "split")
+        assert r.code == 2 and r.err.count("\n") == 1, r.err
+        assert f"pid {holder.pid}" in r.err and "another 'skingen run' is driving this results folder" in r.err
+        assert not (out / "plan.json").exists()  # nothing ran
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    r = cli("run", study, "--executor", "debug", "--out", out, "--until", "split")
+    assert r.code == 0, r.err
+    assert f"taking over the lock of a driver that is gone (host {os.uname().nodename}, pid {holder.pid}" in caplog.text
+    assert json.loads((out / LOCK_NAME).read_text() or "{}") == {}  # released: no holder recorded
+
+
+def test_dry_run_check_and_status_write_nothing(tmp_path, cli):
+    study, out = study_variant(tmp_path), tmp_path / "r"
+    assert cli("run", study, "--executor", "debug", "--out", out, "--until", "pack").code == 0
+    edited = study_variant(tmp_path, "edited.toml", replace={"seed = 7": "seed = 8"})
+    before = _hash_tree(out)
+    assert cli("run", edited, "--dry-run", "--out", out).code == 0
+    assert cli("run", edited, "--check", "--executor", "local", "--out", out).code == 0
+    assert cli("status", out).code == 0
+    assert _hash_tree(out) == before
+    assert "seed = 7" in (out / "study.toml").read_text()  # the run's own study, not the dry-run's edit
+    pack = next(c for c in plan_study(load_study(study)) if c.stage == "pack")
+    shard = pack.folder(out) / "train.h5"
+    shard.write_bytes(shard.read_bytes()[:1000])  # damaged: status reports it (exit 1) and still writes nothing
+    before = _hash_tree(out)
+    status = cli("status", out)
+    assert status.code == 1 and f"damaged: {shard}: truncated or corrupt" in status.out
+    assert cli("run", study, "--check", "--executor", "local", "--out", out).code == 2
+    assert _hash_tree(out) == before
+
+
+def _start_driver(study: Path, out: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(REPO / "tests")}
+    return subprocess.Popen([*SKINGEN, "run", str(study), "--executor", "local", "--out", str(out)], cwd=REPO,
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def _running_training(out: Path):
+    for path in (out / "train_clf").glob("*/RUNNING"):
+        info = marker(path)
+        if info.get("pid") and (path.parent / "progress.json").is_file():  # mid-cell: one epoch saved at least
+            return path.parent, info
+    return None
+
+
+def test_kill_9_of_a_local_driver_then_rerun_runs_each_cell_once_and_equals_an_uninterrupted_run(tmp_path, cli):
+    replace = {"epochs = 1": "epochs = 12\ncheckpoint_every = 1", 'arms = ["real", "oversample"]': 'arms = ["real"]'}
+    study = study_variant(tmp_path, replace=replace)
+    assert cli("run", study, "--executor", "local", "--out", tmp_path / "whole").code == 0
+    out = tmp_path / "killed"
+    driver = _start_driver(study, out)
+    cell, info = _wait(lambda: _running_training(out), 300, "a training cell to be mid-run")
+    os.kill(driver.pid, signal.SIGKILL)
+    driver.wait()
+    assert process_start(info["pid"]) is not None  # the worker outlived its driver: an orphan
+    r = cli("run", study, "--executor", "local", "--out", out)
+    assert r.code == 0, r.err
+    assert process_start(info["pid"]) is None  # ended (SIGTERM: it saved its state), not left beside the rerun
+    cells = plan_study(load_study(study))
+    assert all(cell_state(c, out) == "done" for c in cells)
+    assert not list(out.rglob("DAMAGED")) and not list(out.rglob("FAILED"))
+    progress = json.loads((cell / "progress.json").read_text())
+    assert [row["epoch"] for row in progress["curves"]] == list(range(12))  # every epoch once
+    _, _, y_a, prob_a = read_predictions(cell / "predictions.csv")
+    _, _, y_b, prob_b = read_predictions(tmp_path / "whole" / "train_clf" / cell.name / "predictions.csv")
+    assert np.array_equal(y_a, y_b) and np.allclose(prob_a, prob_b, atol=1e-4)

@@ -3,8 +3,8 @@
 In a terminal ``progress`` is a tqdm bar. When stderr is not a terminal (a SLURM job, the local
 executor's log files, ``> log 2>&1``) tqdm's bars would be switched off or smear carriage returns over
 the log, so the loop writes a plain line through ``logging`` instead -- at the start, every
-``SKINGEN_PROGRESS_SECONDS`` (default 30) seconds or 5 % of the total, whichever comes first, and at the
-end -- with the count, rate and ETA:
+``SKINGEN_PROGRESS_SECONDS`` (default 30) seconds or 5 % of the total (at most one line a second),
+whichever comes first, and at the end -- with the count, rate and ETA:
 
     stylegan2-ada: 120/400 step (30 %), 2.31 step/s, ETA 2 min 01 s
 """
@@ -34,12 +34,13 @@ class LogProgress:
     """tqdm's interface (iterate, update, set_postfix, close) writing plain log lines at intervals."""
 
     def __init__(self, iterable: Iterable | None = None, total: int | None = None, desc: str = "", unit: str = "it",
-                 initial: int = 0, interval: float | None = None):
+                 initial: int = 0, interval: float | None = None, min_gap: float = 1.0):
         self.iterable, self.desc, self.unit = iterable, desc, unit
         self.total = total if total is not None else (len(iterable) if hasattr(iterable, "__len__") else None)
         self.n = self.start_n = initial
         self.interval = float(os.environ.get("SKINGEN_PROGRESS_SECONDS", 30)) if interval is None else interval
-        self.step = max(1, (self.total or 0) // 20)  # 5 %
+        self.step = max(1, -(-(self.total or 0) // 20))  # 5 %
+        self.min_gap = min_gap  # seconds between two 5 % lines: a fast loop does not flood the log
         self.postfix, self.closed = "", False
         self.started = self.last_time = time.perf_counter()
         self.last_n = initial
@@ -65,7 +66,8 @@ class LogProgress:
         """Count ``n`` more; write a line when the interval or 5 % has passed."""
         self.n += n
         now = time.perf_counter()
-        if now - self.last_time >= self.interval or self.n - self.last_n >= self.step:
+        since = now - self.last_time
+        if since >= self.interval or (self.n - self.last_n >= self.step and since >= self.min_gap):
             self._write(now)
 
     def close(self) -> None:

@@ -16,7 +16,7 @@ from skingen.classify.train import TrainConfig, train_classifier
 from skingen.data.classes import CLASS_INDEX, CLASS_NAMES
 from skingen.data.shards import ShardReader, ShardWriter
 from skingen.errors import UserError
-from skingen.metrics.predictions import evaluate_predictions, read_predictions
+from skingen.metrics.predictions import read_predictions
 
 TINY = dict(epochs=1, batch_size=16, gradcam_per_class=1)
 
@@ -134,23 +134,6 @@ def test_epoch_batches_are_seeded_and_sharded():
     r0, r1 = epoch_batches(10, 2, 1, 0, rank=0, world=2), epoch_batches(10, 2, 1, 0, rank=1, world=2)
     assert not set(np.concatenate(r0)) & set(np.concatenate(r1))
     assert epoch_batches(10, 3, 1, 0, start=2)[0].tolist() == a[2].tolist()
-
-
-def test_tiny_resnet18_beats_chance_on_the_phantom(tmp_path):
-    from skingen.data.ingest import ingest
-    from skingen.data.pack import pack
-    from skingen.data.phantom import make_phantom
-    from skingen.data.split import SplitConfig, make_split
-
-    root = make_phantom(tmp_path / "ph", 500, size=64, seed=2, workers=2)
-    ingest([root], tmp_path / "m.csv")
-    make_split(tmp_path / "m.csv", tmp_path / "s.csv", SplitConfig(seed=0))
-    pack(tmp_path / "s.csv", tmp_path / "sh", 32)
-    train_classifier(tmp_path / "sh", tmp_path / "cell", TrainConfig(epochs=10, batch_size=32, lr=0.05,
-                                                                      gradcam_per_class=0), ArmConfig("real"))
-    m = evaluate_predictions(tmp_path / "cell" / "predictions.csv", n_boot=200)
-    assert m["balanced_accuracy"] > 0.4, m["balanced_accuracy"]  # chance is 0.2
-    assert m["balanced_accuracy_ci"][0] > 0.2
 
 
 def test_classify_cli(cli, phantom_shards, tmp_path):

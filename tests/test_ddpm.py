@@ -106,13 +106,18 @@ def test_loss_falls_and_samples_move_toward_the_data(flat_shard, tmp_path):
     assert np.mean([r["loss"] for r in rows[-3:]]) < 0.5 * rows[0]["loss"]
     after = sample_images(tmp_path / "c" / "pipeline", 12, "ddpm", 100, seed=1).reshape(-1, 3).mean(0)
     target = REDS.mean(0)
-    assert np.linalg.norm(after - target) < np.linalg.norm(before - target) - 20, (before, after)
+    # the same network before and after (seeded init): its samples' mean colour comes ~20 of 255 closer to the
+    # data's on every CPU kernel path and thread count measured (issue 22); 10 leaves margin
+    assert np.linalg.norm(after - target) < np.linalg.norm(before - target) - 10, (before, after)
     assert summary["steps"] == 200
 
 
-def sample_images_untrained(tmp_path):
+def sample_images_untrained(tmp_path, seed: int = 0):
+    """Samples of the network train_ddpm starts from with this seed (it seeds, then builds the UNet)."""
+    from accelerate.utils import set_seed
     from diffusers import DDPMPipeline, DDPMScheduler
 
+    set_seed(seed)
     DDPMPipeline(unet=build_unet(16, (32, 64), 1), scheduler=DDPMScheduler()).save_pretrained(tmp_path / "untrained")
     return sample_images(tmp_path / "untrained", 12, "ddpm", 100, seed=1).reshape(-1, 3).mean(0)
 

@@ -13,7 +13,7 @@ from skingen.progress import LogProgress, progress
 
 def test_log_lines_every_five_percent_with_rate_and_eta(caplog):
     caplog.set_level(logging.INFO, logger="skingen.progress")
-    bar = LogProgress(total=100, desc="stylegan2-ada c1", unit="step", interval=3600)
+    bar = LogProgress(total=100, desc="stylegan2-ada c1", unit="step", interval=3600, min_gap=0)
     bar.set_postfix(loss_g="0.693")
     for _ in range(100):
         bar.update(1)
@@ -28,7 +28,7 @@ def test_log_lines_every_five_percent_with_rate_and_eta(caplog):
 
 def test_an_interval_of_zero_logs_every_update_and_iteration_closes(caplog):
     caplog.set_level(logging.INFO, logger="skingen.progress")
-    assert list(LogProgress(range(3), desc="cells", unit="cell", interval=0)) == [0, 1, 2]
+    assert list(LogProgress(range(3), desc="cells", unit="cell", interval=0, min_gap=0)) == [0, 1, 2]
     assert [r.getMessage().split(",")[0] for r in caplog.records] == [
         "cells: 0/3 cell (0 %)", "cells: 1/3 cell (33 %)", "cells: 2/3 cell (66 %)", "cells: 3/3 cell (100 %)"]
 
@@ -53,3 +53,10 @@ def test_a_classifier_run_with_its_output_in_a_file_logs_each_epoch(tmp_path, ph
     assert "o epoch 1/2: 0/" in text and "batch (100 %)" in text and " batch/s" in text
     assert "o: epoch 2/2 done: train loss " in text and "val macro-F1 " in text
     assert "\r" not in text  # no carriage-return bars smeared over the log
+
+
+def test_a_fast_loop_writes_its_first_and_last_line_only(caplog):
+    caplog.set_level(logging.INFO, logger="skingen.progress")
+    list(LogProgress(range(1000), desc="fast", interval=3600))  # 5 % steps, all within the 1 s gap
+    assert [r.getMessage().split(",")[0] for r in caplog.records] == ["fast: 0/1000 it (0 %)",
+                                                                      "fast: 1000/1000 it (100 %)"]

@@ -324,3 +324,25 @@ def test_ada_p_stays_at_the_target_and_is_clamped_below_only():
         ada.accumulate(-torch.ones(4))
         ada.maybe_update(pipe, step, 8)
     assert float(pipe.p) == 0.0
+
+
+def test_resuming_applies_the_reference_resume_settings_unless_the_study_sets_them():
+    """The reference's train.py, resuming: ADA speed 100 kimg and no EMA ramp-up (issue 23)."""
+    fresh = StyleGAN2Config(resolution=16, preset="tiny")
+    assert fresh.resume_defaults() == {} and fresh.resolved().ada_kimg == 500 and fresh.resolved().ema_rampup == 0.05
+    resumed = StyleGAN2Config(resolution=16, preset="tiny", init_from="/x/snapshot")
+    assert resumed.resume_defaults() == {"ada_kimg": 100.0, "ema_rampup": 0.0}
+    assert (resumed.resolved().ada_kimg, resumed.resolved().ema_rampup) == (100.0, 0.0)
+    own = StyleGAN2Config(resolution=16, preset="tiny", init_from="/x/snapshot", ada_kimg=300.0, ema_rampup=0.1)
+    assert own.resume_defaults() == {} and (own.resolved().ada_kimg, own.resolved().ema_rampup) == (300.0, 0.1)
+
+
+def test_a_resumed_cell_records_the_resume_settings_it_applied(shard, tmp_path):
+    from skingen.generators.stylegan2.train import train_stylegan2
+
+    first = train_stylegan2(shard, tmp_path / "a", StyleGAN2Config(**TINY, kimg=0.008))
+    assert first["resume_defaults_applied"] == {}
+    second = train_stylegan2(shard, tmp_path / "b", StyleGAN2Config(**TINY, kimg=0.008,
+                                                                       init_from=str(tmp_path / "a" / "snapshot")))
+    assert second["resume_defaults_applied"] == {"ada_kimg": 100.0, "ema_rampup": 0.0}
+    assert second["config"]["ada_kimg"] == 100.0 and second["transfer"]

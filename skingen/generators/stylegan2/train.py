@@ -64,7 +64,7 @@ class StyleGAN2Config:
     augment: str = "ada"  # ada | fixed:P | none
     ada_target: float = 0.6
     ada_interval: int = 4
-    ada_kimg: float = 500.0
+    ada_kimg: float | None = None  # None: 500, or 100 when resuming (init_from), as the reference
     mirror: bool = False  # x-flip the dataset (besides ADA's own flips)
     mixed_precision: str = "no"  # no | bf16: the 4 highest resolutions in bfloat16, conv_clamp 256
     init_from: str = ""  # a StyleGAN2 snapshot/ folder (ours or imported): transfer, copied by name
@@ -76,9 +76,20 @@ class StyleGAN2Config:
     seed: int = 0
 
     def resolved(self) -> StyleGAN2Config:
-        """This config with every unset field taken from its preset at its resolution."""
+        """This config with every unset field taken from its preset at its resolution, and, when it resumes
+        (``init_from``), the reference's resume settings for the fields the study left unset."""
         preset = preset_settings(self.preset, self.resolution)
-        return replace(self, **{k: preset[k] for k in (*TRAINING_KEYS, *NETWORK_KEYS) if getattr(self, k) is None})
+        values = {k: preset[k] for k in (*TRAINING_KEYS, *NETWORK_KEYS) if getattr(self, k) is None}
+        values.update(self.resume_defaults())
+        values.setdefault("ada_kimg", 500.0 if self.ada_kimg is None else self.ada_kimg)
+        return replace(self, **values)
+
+    def resume_defaults(self) -> dict:
+        """What the reference's train.py sets when it resumes (ADA speed 100 kimg, no EMA ramp-up), for the
+        fields this config leaves unset; {} when it does not resume."""
+        if not self.init_from:
+            return {}
+        return {k: v for k, v in (("ada_kimg", 100.0), ("ema_rampup", 0.0)) if getattr(self, k) is None}
 
     @property
     def steps(self) -> int:
@@ -105,6 +116,7 @@ class Run:
 
     def __init__(self, cfg: StyleGAN2Config, data: TrainImages, acc):
         fixed_p = validate(cfg)
+        self.resume_defaults = cfg.resume_defaults()
         cfg = cfg.resolved()
         self.cfg, self.data, self.acc = cfg, data, acc
         c_dim = len(data.class_names) if cfg.conditional else 0
@@ -277,7 +289,7 @@ def _summary(run: Run, out: Path, seconds: float) -> dict:
                "reduced_precision_blocks": run.reduced_blocks,
                "ada_p": float(run.augment.p), "train_images": len(run.data),
                "train_image_ids_sha256": run.data.ids_sha256(), "train_shard": run.data.source,
-               "transfer": run.transfer, "final": run.curves[-1] if run.curves else None, "sec_per_kimg": round(
+               "transfer": run.transfer, "resume_defaults_applied": run.resume_defaults, "final": run.curves[-1] if run.curves else None, "sec_per_kimg": round(
                    seconds / max(run.step * run.cfg.batch_size / 1000, 1e-9), 3) if run.step else None}
     if run.acc.is_main_process:
         write_json(out / "train_summary.json", summary)

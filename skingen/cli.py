@@ -9,8 +9,9 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .cli_gen import add_assets_parser, add_gen_parser, overrides
+from .cli_gen import MIN_N_BOOT, add_assets_parser, add_gen_parser, n_boot, overrides
 from .errors import UserError
+from .grid.plan import STAGES
 
 
 def _cmd_phantom(a: argparse.Namespace) -> None:
@@ -127,7 +128,8 @@ def _add_classify(sub: argparse._SubParsersAction) -> None:
     p.add_argument("predictions")
     p.add_argument("--baseline", help="predictions.csv of the real-only arm, for paired deltas")
     p.add_argument("--out", help="default: metrics.json beside the predictions")
-    p.add_argument("--n-boot", dest="n_boot", type=int, default=1000)
+    p.add_argument("--n-boot", dest="n_boot", type=n_boot, default=1000,
+                   help=f"bootstrap replicates (at least {MIN_N_BOOT}; default: %(default)s)")
     p.add_argument("--target-class", dest="target_class", default="MEL",
                    help="class the mel_* metrics score when the predictions have no MEL column")
     p.add_argument("--seed", type=int, default=0)
@@ -164,8 +166,6 @@ def _cmd_status(a: argparse.Namespace) -> int:
 def _cmd_report(a: argparse.Namespace) -> None:
     from .report.build import build_report
 
-    if a.n_boot < 100:
-        raise UserError(f"--n-boot {a.n_boot}: use at least 100 replicates (2000 for a paper)")
     page = build_report(*a.results, out=a.out, n_boot=a.n_boot, seed=a.seed)
     print(f"report -> {page} (tables and figures beside it)")
 
@@ -182,7 +182,8 @@ def _add_grid(sub: argparse._SubParsersAction) -> None:
                    help="check data, assets, cluster, container, results folder and disk; submit nothing "
                         "(always done before submitting to SLURM)")
     p.add_argument("--detach", action="store_true", help="slurm: submit a driver job and return at once")
-    p.add_argument("--until", metavar="STAGE", help="run stages up to STAGE only (e.g. pack: prepare the data)")
+    p.add_argument("--until", metavar="STAGE",
+                   help=f"run stages up to STAGE only (e.g. pack: prepare the data); stages: {', '.join(STAGES)}")
     p.set_defaults(fn=_cmd_run)
     p = sub.add_parser("report", help="closing analysis of a results folder into DIR/report/",
                        description="Closing analysis: one joint hierarchical bootstrap of the whole study behind "
@@ -190,7 +191,8 @@ def _add_grid(sub: argparse._SubParsersAction) -> None:
                                    "are pooled.")
     p.add_argument("results", metavar="DIR", nargs="+")
     p.add_argument("--out", help="report folder (default: the first DIR/report)")
-    p.add_argument("--n-boot", type=int, default=2000, help="bootstrap replicates (default: %(default)s)")
+    p.add_argument("--n-boot", type=n_boot, default=2000,
+                   help=f"bootstrap replicates (at least {MIN_N_BOOT}; default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed, recorded in summary.json (default: 0)")
     p.set_defaults(fn=_cmd_report)
     p = sub.add_parser("status", help="cells done / running / failed / pending of a results folder")
@@ -275,6 +277,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("skingen: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (``skingen gen summary | head``): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit flush cannot fail again
+        return 0
     except Exception as exc:  # noqa: BLE001 - one line for users; SKINGEN_DEBUG=1 shows the traceback
         if os.environ.get("SKINGEN_DEBUG"):
             raise

@@ -6,8 +6,22 @@ import json
 import sys
 from pathlib import Path
 
+from .assets import ASSETS
 from .generators.registry import GENERATORS, Generator, SampleRequest, get_generator
 
+
+MIN_N_BOOT = 100  # one minimum for every --n-boot: fewer replicates make 95 % intervals too coarse to read
+
+
+def n_boot(value: str) -> int:
+    """argparse type of every --n-boot flag: an integer of at least MIN_N_BOOT."""
+    try:
+        number = int(value)
+    except ValueError:
+        number = None
+    if number is None or number < MIN_N_BOOT:
+        raise argparse.ArgumentTypeError(f"{value}: use at least {MIN_N_BOOT} replicates (2000 for a paper)")
+    return number
 
 def overrides(a: argparse.Namespace, names: tuple[str, ...], rename: dict | None = None) -> dict:
     """Config fields given on the command line (not None), renamed where the flag differs from the field."""
@@ -140,7 +154,7 @@ def _add_gen_metrics(gen: argparse._SubParsersAction) -> None:
     p.add_argument("--features", help="shared cache folder for the real features (default OUT/features)")
     p.add_argument("--config", help="TOML with a [gen_metrics] table (any GenMetricsConfig field)")
     p.add_argument("--extractor", help="inception|dinov2_vits14|tiny (default inception)")
-    p.add_argument("--n-boot", dest="n_boot", type=int)
+    p.add_argument("--n-boot", dest="n_boot", type=n_boot, help=f"bootstrap replicates (at least {MIN_N_BOOT})")
     p.add_argument("--seed", type=int)
     p.add_argument("--assets", help="asset cache (default $SKINGEN_ASSETS or ~/.cache/skingen)")
     p.set_defaults(fn=_cmd_gen_metrics)
@@ -182,7 +196,8 @@ def add_assets_parser(sub: argparse._SubParsersAction) -> None:
     for name, text in (("fetch", "download weights into the cache (needs internet or --mirror)"),
                        ("check", "verify the cached files against their recorded sha256")):
         p = assets.add_parser(name, help=text)
-        p.add_argument("--only", nargs="+", metavar="NAME", help="asset names (default: all)")
+        p.add_argument("--only", nargs="+", metavar="NAME",
+                       help=f"asset names (default: all): {', '.join(sorted(ASSETS))}")
         p.add_argument("--study", metavar="STUDY.toml", help="the assets this study needs (with --only: both)")
         p.add_argument("--cache", help="cache dir (default $SKINGEN_ASSETS or ~/.cache/skingen)")
         if name == "fetch":

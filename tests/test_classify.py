@@ -142,8 +142,11 @@ def test_classify_cli(cli, phantom_shards, tmp_path):
     res = cli("classify", "train", phantom_shards, "--out", tmp_path / "o", "--config", cfg, "--seed", "4")
     assert res.code == 0, res.err
     res = cli("classify", "metrics", tmp_path / "o" / "predictions.csv", "--baseline", tmp_path / "o" / "predictions.csv",
-              "--n-boot", "20")
+              "--n-boot", "100")
     assert res.code == 0 and (tmp_path / "o" / "metrics.json").is_file()
+    with pytest.raises(SystemExit) as refused:  # the same minimum as 'skingen report --n-boot'
+        cli("classify", "metrics", tmp_path / "o" / "predictions.csv", "--n-boot", "20")
+    assert refused.value.code == 2
     bad = tmp_path / "bad.toml"
     bad.write_text("[train]\nepoch = 3\n")
     res = cli("classify", "train", phantom_shards, "--out", tmp_path / "o2", "--config", bad)

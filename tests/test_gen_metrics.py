@@ -289,7 +289,7 @@ def test_gen_metrics_cli_scores_a_synthetic_shard(phantom_shards, tmp_path, cli)
     results = {}
     for name, shard in (("noisy", noisy), ("copies", copies)):
         r = cli("gen", "metrics", shard, "--real", phantom_shards, "--out", tmp_path / name, "--extractor", "tiny",
-                "--n-boot", "10", "--features", tmp_path / "real_features")
+                "--n-boot", "100", "--features", tmp_path / "real_features")
         assert r.code == 0, r.err
         assert "FID" in r.out and "memorised" in r.out
         results[name] = json.loads((tmp_path / name / "metrics.json").read_text())

@@ -121,3 +121,28 @@ def test_kill_9_of_a_local_driver_then_rerun_runs_each_cell_once_and_equals_an_u
     _, _, y_a, prob_a = read_predictions(cell / "predictions.csv")
     _, _, y_b, prob_b = read_predictions(tmp_path / "whole" / "train_clf" / cell.name / "predictions.csv")
     assert np.array_equal(y_a, y_b) and np.allclose(prob_a, prob_b, atol=1e-4)
+
+
+def test_output_into_a_closed_pipe_ends_quietly():
+    """``skingen gen summary | head``: the reader is gone before skingen writes (closed here at once)."""
+    proc = subprocess.Popen([*SKINGEN, "gen", "summary", "--generator", "stylegan2_ada", "--resolution", "256"],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait() == 0, err
+    assert "BrokenPipe" not in err and "internal error" not in err and "Exception" not in err
+
+
+def test_a_study_copied_out_of_the_repository_finds_the_shipped_profile(tmp_path, cli, monkeypatch):
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "study.toml").write_text((REPO / "jobs" / "smoke.toml").read_text())
+    monkeypatch.chdir(tmp_path)
+    r = cli("run", outside / "study.toml", "--check", "--executor", "local", "--out", tmp_path / "r")
+    assert r.code == 0, r.err  # slurm/profiles/local.toml from the repository the code runs from
+    (outside / "study.toml").write_text((REPO / "jobs" / "smoke.toml").read_text().replace(
+        'profile = "slurm/profiles/local.toml"', 'profile = "profiles/mine.toml"'))
+    r = cli("run", outside / "study.toml", "--check", "--executor", "local", "--out", tmp_path / "r")
+    assert r.code == 2 and r.err.count("\n") == 1
+    assert f"tried {outside / 'profiles/mine.toml'}, {tmp_path / 'profiles/mine.toml'}" in r.err
+    assert str(REPO / "slurm/profiles") in r.err

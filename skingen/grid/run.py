@@ -52,16 +52,23 @@ def _save_plan(spec: StudySpec, cells: list[Cell], root: Path) -> None:
     write_json(root / "plan.json", {"study": spec.name, "created": time.time(), "cells": [c.to_json() for c in cells]})
 
 
+REPO_ROOT = Path(__file__).resolve().parents[2]  # where slurm/profiles/ ships with the code
+
+
 def _profile(spec: StudySpec, kind: str) -> Profile:
-    """The executor profile; a relative path is looked up from here, the study's folder and its parent."""
+    """The executor profile; a relative path is looked up from the study's folder, its parent, here, then the
+    repository the code runs from (its slurm/profiles/)."""
     if kind == "debug":
         return Profile()
     given = Path(spec.executor.profile)
-    study_dir = Path(spec.path).parent
-    for path in (given, study_dir / given, study_dir.parent / given):
+    study_dir = Path(spec.path).resolve().parent
+    tried = [given] if given.is_absolute() else list(dict.fromkeys(
+        [study_dir / given, study_dir.parent / given, Path.cwd() / given, REPO_ROOT / given]))
+    for path in tried:
         if path.is_file():
             return load_profile(path)
-    raise UserError(f"{spec.path}: executor.profile {given} not found (looked in ., {study_dir}, {study_dir.parent})")
+    raise UserError(f"{spec.path}: executor.profile {given} not found (tried {', '.join(map(str, tried))}); "
+                    f"set [executor] profile to a profile's path (the shipped ones: {REPO_ROOT / 'slurm/profiles'})")
 
 
 def run_study(study: str | os.PathLike, executor: str | None = None, out: str | os.PathLike | None = None,

@@ -153,3 +153,49 @@ def test_truncated_shard_in_a_study_is_named_shown_stale_and_rebuilt(tmp_path, c
     assert r.code == 0, r.err
     assert all(cell_state(c, out) == "done" for c in cells) and damage.damaged(pack, out) is None
     assert os.path.getsize(shard) > 0 and damage.file_problem(shard, deep=True) is None
+
+
+def _flip_middle_chunk(shard) -> None:
+    """Change one byte inside the image chunk in the middle of a shard, in place (size and header intact)."""
+    with h5py.File(shard, "r") as h5:
+        ds = h5["images"]
+        info = ds.id.get_chunk_info(ds.shape[0] // 2)
+    with open(shard, "r+b") as fh:
+        fh.seek(info.byte_offset + info.size // 2)
+        byte = fh.read(1)
+        fh.seek(-1, os.SEEK_CUR)
+        fh.write(bytes([byte[0] ^ 0xFF]))
+
+
+def test_a_flipped_image_chunk_fails_its_checksum_is_named_and_rebuilt(tmp_path, cli):
+    """Fletcher-32 per chunk (issue 25 item 4): overwritten pixels inside train.h5 are not trained on."""
+    study, out = study_variant(tmp_path, replace={'arms = ["real", "oversample"]': 'arms = ["real"]'}), tmp_path / "r"
+    assert cli("run", study, "--executor", "debug", "--out", out, "--until", "pack").code == 0
+    pack = next(c for c in plan_study(load_study(study)) if c.stage == "pack")
+    shard = pack.folder(out) / "train.h5"
+    size = os.path.getsize(shard)
+    _flip_middle_chunk(shard)
+    assert os.path.getsize(shard) == size and damage.file_problem(shard) is None  # the cheap check reads the ends
+    assert "Fletcher32" in damage.file_problem(shard, deep=True) or "filter" in damage.file_problem(shard, deep=True)
+    r = cli("run", study, "--executor", "debug", "--out", out)
+    assert r.code == 2 and f"{shard}: truncated or corrupt" in r.err and f"made by cell pack/{pack.folder(out).name}" in r.err
+    train = next(c for c in plan_study(load_study(study)) if c.stage == "train_clf")
+    assert cell_state(train, out) == "failed" and not (train.folder(out) / "predictions.csv").exists()
+    r = cli("run", study, "--executor", "debug", "--out", out)
+    assert r.code == 0, r.err
+    assert damage.file_problem(shard, deep=True) is None and cell_state(train, out) == "done"
+
+
+def test_a_truncated_predictions_csv_is_found_by_status_and_run(tmp_path, cli):
+    study, out = study_variant(tmp_path, replace={'arms = ["real", "oversample"]': 'arms = ["real"]'}), tmp_path / "r"
+    assert cli("run", study, "--executor", "debug", "--out", out).code == 0
+    train = next(c for c in plan_study(load_study(study)) if c.stage == "train_clf")
+    predictions = train.folder(out) / "predictions.csv"
+    text = predictions.read_text()
+    predictions.write_text(text[:len(text) // 2])  # cut mid-row
+    status = cli("status", out)
+    assert status.code == 1 and f"damaged: {predictions}: truncated or corrupt" in status.out
+    r = cli("run", study, "--executor", "debug", "--out", out)
+    assert r.code == 2 and f"{predictions}: truncated or corrupt" in r.err
+    assert cli("run", study, "--executor", "debug", "--out", out).code == 0
+    assert predictions.read_text() and damage.file_problem(predictions, deep=True) is None

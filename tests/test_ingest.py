@@ -125,3 +125,17 @@ def test_unknown_layout_is_a_one_line_error(cli, tmp_path):
     res = cli("data", "ingest", tmp_path / "empty", "--out", tmp_path / "m.csv")
     assert res.code == 2 and "no known dataset layout" in res.err and str(tmp_path / "empty") in res.err
     assert len(res.err.strip().splitlines()) == 1
+
+
+def test_a_folder_with_no_usable_image_names_its_quarantine_list(tmp_path, cli):
+    """Issue 25: the error pointed at 'the quarantine list above', which was neither printed nor written."""
+    root = tmp_path / "ham"
+    (root / "images").mkdir(parents=True)
+    (root / "images" / "ISIC_0000001.jpg").write_text("not an image")
+    (root / "HAM10000_metadata.csv").write_text("lesion_id,image_id,dx,dx_type,age,sex,localization\n"
+                                                "HAM_1,ISIC_0000001,nv,histo,40,male,back\n")
+    r = cli("data", "ingest", root, "--out", tmp_path / "out" / "manifest.csv")
+    quarantine = tmp_path / "out" / "quarantine.csv"
+    assert r.code == 2 and r.err.count("\n") == 1
+    assert "1 quarantined (1 not a readable image" in r.err and f"the list is in {quarantine}" in r.err
+    assert "ISIC_0000001" in quarantine.read_text() and not (tmp_path / "out" / "manifest.csv").exists()

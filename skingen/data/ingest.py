@@ -104,12 +104,23 @@ def ingest(roots: list[str | os.PathLike], out: str | os.PathLike, source: str =
     records = merge_sources(groups, report)
     if verify:
         records = verify_images(records, report, workers)
-    if not records:
-        raise UserError(f"no usable images found under {', '.join(map(str, roots))}; see the quarantine list above")
     out = Path(out)
-    write_csv(out, MANIFEST_COLUMNS, (manifest_row(r) for r in records))
     write_csv(out.with_name("quarantine.csv"), QUARANTINE_COLUMNS, report.quarantine)
+    if not records:
+        raise UserError(f"no usable images found under {', '.join(map(str, roots))}: "
+                        f"{_quarantine_note(report, out.with_name('quarantine.csv'))}")
+    write_csv(out, MANIFEST_COLUMNS, (manifest_row(r) for r in records))
     return out, report, records
+
+
+def _quarantine_note(report: IngestReport, path: Path) -> str:
+    """What the quarantine list holds, in a few words, and where it is."""
+    rows = report.quarantine
+    if not rows:
+        return "no image files in a layout skingen reads (see 'Using real HAM10000 / MILK10k data' in the README)"
+    reasons = Counter(r["reason"].split(":")[0] for r in rows).most_common(3)
+    return (f"{len(rows)} quarantined ({'; '.join(f'{n} {why}' for why, n in reasons)}); "
+            f"the list is in {path}")
 
 
 def manifest_row(rec: Record) -> dict:

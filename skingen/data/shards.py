@@ -1,7 +1,9 @@
 """HDF5 shards (DESIGN contract): atomic single-writer files, lazy per-worker readers, a torch Dataset.
 
 Schema: ``images`` uint8 (N, H, W, 3), one chunk per image, uncompressed by default (fastest
-reads; ``compression="lzf"`` is the lossless space saver); ``labels`` int64;
+reads; ``compression="lzf"`` is the lossless space saver); ``labels`` int64; both with HDF5's
+Fletcher-32 checksum per chunk (``checksum``), so a chunk changed on disk fails when read instead of
+training a classifier on corrupted pixels;
 ``image_id``, ``lesion_id``, ``source`` UTF-8 strings; attrs ``class_names``, ``pipeline``,
 ``pipeline_params`` (JSON), ``image_size``, ``skingen_version`` and any extra provenance.
 """
@@ -32,7 +34,7 @@ class ShardWriter:
 
     def __init__(self, path: str | os.PathLike, image_size: int, pipeline: str = "basic",
                  pipeline_params: dict | None = None, attrs: dict | None = None, capacity: int = 0,
-                 compression: str | None = None):
+                 compression: str | None = None, checksum: bool = True):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.lock = self.path.with_name(self.path.name + ".lock")
@@ -50,8 +52,9 @@ class ShardWriter:
         cap = max(capacity, 1)
         self.images = self.h5.create_dataset("images", (cap, image_size, image_size, 3), np.uint8,
                                              maxshape=(None, image_size, image_size, 3),
-                                             chunks=(1, image_size, image_size, 3), compression=compression)
-        self.labels = self.h5.create_dataset("labels", (cap,), np.int64, maxshape=(None,))
+                                             chunks=(1, image_size, image_size, 3), compression=compression,
+                                             fletcher32=checksum)
+        self.labels = self.h5.create_dataset("labels", (cap,), np.int64, maxshape=(None,), fletcher32=checksum)
         self.ids = {k: self.h5.create_dataset(k, (cap,), STR, maxshape=(None,))
                     for k in ("image_id", "lesion_id", "source")}
         meta = {"class_names": list(CLASS_NAMES), "pipeline": pipeline, "image_size": image_size,

@@ -2,7 +2,7 @@
 
 Before each run (and in ``skingen status``/``--check``) every done cell's files are checked cheaply:
 an HDF5 file opens and yields its datasets' ends, a safetensors header matches the file's size, a torch
-zip archive's directory is whole, JSON parses. When a cell fails on a file error, the folders it read
+zip archive's directory is whole, JSON parses, a CSV ends with a whole row. When a cell fails on a file error, the folders it read
 and its own are checked deeply (every HDF5 dataset read, every zip member's CRC). A damaged file's cell
 gets a ``DAMAGED`` marker and loses ``DONE``: ``skingen status`` shows it stale and the next
 ``skingen run`` deletes its folder and rebuilds it, then runs the cells waiting on it (cells already
@@ -24,7 +24,7 @@ from ..errors import DamagedFile
 from .plan import Cell
 
 log = logging.getLogger(__name__)
-CHECKED = (".h5", ".safetensors", ".pt", ".pth", ".bin", ".json")
+CHECKED = (".h5", ".safetensors", ".pt", ".pth", ".bin", ".json", ".csv")
 MARKERS = {"DONE", "RUNNING", "FAILED", "DAMAGED"}
 FILE_ERRORS = (OSError, EOFError, RuntimeError, ValueError, KeyError, pickle.UnpicklingError, zipfile.BadZipFile)
 
@@ -78,8 +78,21 @@ def _json(path: Path, deep: bool) -> None:
     json.loads(path.read_text())
 
 
+def _csv(path: Path, deep: bool) -> None:
+    """Our CSVs are written whole (atomically) with a newline after every row, each with the header's fields: a
+    file cut short ends without one or with a short row (deep: every row is checked)."""
+    import csv
+
+    text = path.read_text()
+    if not text.endswith("\n"):
+        raise ValueError("the last row is cut short (no newline at the end)")
+    rows = list(csv.reader(text.splitlines() if deep else [text.split("\n", 1)[0], text.rstrip("\n").rsplit("\n", 1)[-1]]))
+    if bad := next((i for i, row in enumerate(rows) if len(row) != len(rows[0])), None):
+        raise ValueError(f"row {bad if deep else 'last'} has {len(rows[bad])} fields, the header {len(rows[0])}")
+
+
 CHECKS = {".h5": _h5, ".safetensors": _safetensors, ".pt": _torch_zip, ".pth": _torch_zip, ".bin": _torch_zip,
-          ".json": _json}
+          ".json": _json, ".csv": _csv}
 
 
 def file_problem(path: Path, deep: bool = False) -> str | None:

@@ -98,11 +98,25 @@ def run_study(study: str | os.PathLike, executor: str | None = None, out: str | 
         summary = _drive(spec, cells, root, kind, profile, stages, preflight, poll)
     if until:
         print(f"stopped after stage {until} as asked; run again without --until for the rest and the report")
-        return summary
-    from ..report.build import build_report
+    else:
+        from ..report.build import build_report
 
-    print(f"report (the study's closing analysis) -> {build_report(root)}")
+        print(f"report (the study's closing analysis) -> {build_report(root)}")
+    if lines := input_error_lines(cells, root):  # retrying would fail the same way: exit 2, not 1
+        raise UserError("\n".join(lines))
     return summary
+
+
+def input_error_lines(cells: list[Cell], root: Path) -> list[str]:
+    """One line per cell that failed on bad input (its FAILED marker says so), with the fix."""
+    lines = []
+    for cell in cells:
+        info = marker(cell.folder(root) / "FAILED") if cell_state(cell, root) == "failed" else {}
+        if info.get("input_error"):
+            error = str(info.get("error", "?")).removeprefix("UserError: ")
+            lines.append(f"{error} (cell {cell.stage}/{cell.folder(root).name}: an input error; "
+                         "fix the input, then run again)")
+    return lines
 
 
 def _drive(spec: StudySpec, cells: list[Cell], root: Path, kind: str, profile: Profile, stages: tuple[str, ...],

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..atomic import write_json, write_text
+from ..errors import UserError
 from . import damage
 from .plan import Cell
 
@@ -100,7 +101,8 @@ def execute_cell(cell: Cell, root: Path, inputs: dict[str, Path], fn, is_main: b
             write_text(folder / "error.txt", traceback.format_exc())
             named = damage.explain(cell, root, inputs, exc)  # a damaged input or state file: named, its cell marked
             error = str(named) if named else f"{type(exc).__name__}: {exc}".splitlines()[0]
-            write_json(folder / "FAILED", {**record["job"], "error": error, "traceback": str(folder / "error.txt")})
+            write_json(folder / "FAILED", {**record["job"], "error": error, "traceback": str(folder / "error.txt"),
+                                           "input_error": named is None and isinstance(exc, UserError)})
             (folder / "RUNNING").unlink(missing_ok=True)
             if named:
                 raise named from exc

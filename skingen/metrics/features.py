@@ -128,7 +128,7 @@ def _add_datasets(tmp: Path, existing: bool, extractor: Extractor, set_id: str, 
                 del h5[key]
             if data is None:
                 continue
-            ds = h5.create_dataset(key, data=data.astype(np.float32))
+            ds = h5.create_dataset(key, data=data.astype(np.float32), fletcher32=True)  # a flipped chunk fails on read
             ds.attrs.update({"extractor": extractor.name, "weights_sha256": extractor.weights_sha256,
                              "image_set": set_id, "implementation": extractor.implementation})
 

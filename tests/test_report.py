@@ -4,9 +4,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
-from builders import read_rows
+from builders import REPO, read_rows
 from skingen.grid.plan import Cell
 from skingen.report.build import build_report
 
@@ -31,7 +33,7 @@ def test_report_tables_and_audit(smoke_results):
     assert summary["bootstrap"]["n_boot"] == 2000 and summary["bootstrap"]["n_clusters"] > 0
     assert all({"factor", "metric", "contrast", "effect", "ci", "n_pairs"} <= set(e) for e in summary["effects"])
     long = read_rows(report / "tables" / "cells_long.csv")
-    assert len(long) == 2 * 13 and {r["arm"] for r in long} == {"real", "oversample x1"}
+    assert len(long) == 2 * 13 and {(r["arm"], r["dose"]) for r in long} == {("real", "1"), ("oversample", "1")}
     assert deltas[0]["p"] and deltas[0]["p (Holm)"]
     effects = {(r["Factor"], r["Metric"]): r["Effect [95 % CI]"] for r in read_rows(report / "tables" / "factor_effects.csv")}
     assert effects[("generator", "macro_f1")].startswith("missing: needs both synthetic_stylegan2_ada and synthetic_ddpm")
@@ -112,3 +114,26 @@ def test_report_page_in_a_real_browser(smoke_results, tmp_path):
     assert len(images) == 5 and all(done and width > 0 for done, width, _ in images), images
     assert tables == 1 + 6 + 1  # audit, six result tables (generative metrics: no rows here), software
     assert (artifacts / "report.png").stat().st_size > 10_000
+
+
+def test_the_analysis_scripts_read_the_tidy_exports(smoke_results, tmp_path):
+    """analysis/model_deltas.py and analysis/forest_plot.py run on a real report (issue 25)."""
+    report = smoke_results / "report"
+    run = lambda *a: subprocess.run([sys.executable, *map(str, a)], cwd=REPO, capture_output=True, text=True)  # noqa: E731
+    r = run("analysis/model_deltas.py", report, "--metric", "balanced_accuracy", "--out", tmp_path / "d.csv")
+    assert r.returncode == 0, r.stderr
+    rows = read_rows(tmp_path / "d.csv")
+    long = {(x["arm"], x["metric"]): float(x["value"]) for x in read_rows(report / "tables" / "cells_long.csv")
+            if x["value"]}
+    assert [(x["arm"], x["dose"]) for x in rows] == [("oversample", "1")]
+    expected = long[("oversample", "balanced_accuracy")] - long[("real", "balanced_accuracy")]
+    assert abs(float(rows[0]["delta"]) - expected) < 1e-6
+    r = run("analysis/forest_plot.py", report, "--metric", "macro_f1", "--out", tmp_path / "f.png")
+    assert r.returncode == 1 and "no effect with an interval for macro_f1" in r.stderr  # smoke: one pipeline, one model
+    other = tmp_path / "other" / "report"  # a second study's effects, as a pooled comparison would have
+    other.mkdir(parents=True)
+    (other / "effects.csv").write_text((report / "effects.csv").read_text().splitlines()[0] + "\n"
+                                       "preprocessing,macro_f1,advanced - basic,0.04,0.01,0.07,12,ok,joint\n"
+                                       "architecture,macro_f1,vit_b16 - resnet50,-0.02,-0.05,0.01,12,ok,joint\n")
+    r = run("analysis/forest_plot.py", report, other, "--metric", "macro_f1", "--out", tmp_path / "f.png")
+    assert r.returncode == 0 and "2 effects" in r.stdout and (tmp_path / "f.png").stat().st_size > 1000, r.stderr

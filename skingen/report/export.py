@@ -1,6 +1,7 @@
 """Tidy exports for analysis scripts: ``tables/cells_long.csv`` and ``effects.csv`` (analysis/README.md)."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -17,13 +18,18 @@ def _value(v: float) -> str:
     return "" if np.isnan(v) else f"{v:.9g}"
 
 
+def _arm_without_dose(label: str) -> str:
+    """The arm of a table label ('oversample x1' -> 'oversample'): cells_long.csv keeps the dose in its own column."""
+    return re.sub(r" x[0-9.e+-]+$", "", label)
+
+
 def write_cells_long(path: Path, study: str, scores: StudyScores, jb: JointBootstrap) -> Path:
     """One row per classifier cell x metric (each cell is one seed; test-set point estimates)."""
     rows = []
     for k, c in enumerate(scores.cells):
         for m in METRIC_KEYS:
             v = jb.cell_values[m][k, 0]
-            rows.append({"study": study, "pipeline": c.pipeline, "arm": c.arm, "dose": f"{c.dose:g}",
+            rows.append({"study": study, "pipeline": c.pipeline, "arm": _arm_without_dose(c.arm), "dose": f"{c.dose:g}",
                          "generator_seed": "" if c.instance is None else c.instance, "model": c.model,
                          "seed": c.seed, "metric": m, "value": _value(np.exp(v) if m in LOG_POOLED else v)})
     write_csv(path, LONG_COLUMNS, rows)

@@ -145,7 +145,8 @@ def _cmd_run(a: argparse.Namespace) -> int:
               f"follow it with 'skingen status' on the results folder")
         return 0
 
-    summary = run_study(a.study, executor=a.executor, out=a.out, dry_run=a.dry_run, until=a.until, check=a.check)
+    summary = run_study(a.study, executor=a.executor, out=a.out, dry_run=a.dry_run, until=a.until, check=a.check,
+                        clean_stale=a.clean_stale)
     failed = sum(c["failed"] for c in summary.values())
     blocked = sum(c["blocked"] for c in summary.values())
     if failed or blocked:
@@ -182,6 +183,8 @@ def _add_grid(sub: argparse._SubParsersAction) -> None:
                    help="check data, assets, cluster, container, results folder and disk; submit nothing "
                         "(always done before submitting to SLURM)")
     p.add_argument("--detach", action="store_true", help="slurm: submit a driver job and return at once")
+    p.add_argument("--clean-stale", dest="clean_stale", action="store_true",
+                   help="first delete folders of old configs of this study's cells ('skingen status' lists them)")
     p.add_argument("--until", metavar="STAGE",
                    help=f"run stages up to STAGE only (e.g. pack: prepare the data); stages: {', '.join(STAGES)}")
     p.set_defaults(fn=_cmd_run)

@@ -146,3 +146,16 @@ def test_a_study_copied_out_of_the_repository_finds_the_shipped_profile(tmp_path
     assert r.code == 2 and r.err.count("\n") == 1
     assert f"tried {outside / 'profiles/mine.toml'}, {tmp_path / 'profiles/mine.toml'}" in r.err
     assert str(REPO / "slurm/profiles") in r.err
+
+
+def test_old_config_folders_are_listed_apart_from_damage_and_cleaned_on_request(tmp_path, cli):
+    study, out = study_variant(tmp_path), tmp_path / "r"
+    assert cli("run", study, "--executor", "debug", "--out", out, "--until", "phantom").code == 0
+    old = next((out / "phantom").iterdir())
+    edited = study_variant(tmp_path, "edited.toml", replace={"seed = 7": "seed = 8"})
+    assert cli("run", edited, "--executor", "debug", "--out", out, "--until", "phantom").code == 0
+    status = cli("status", out)
+    assert status.code == 0 and f"old config: {old} (" in status.out and "damaged:" not in status.out
+    assert old.is_dir()
+    assert cli("run", edited, "--executor", "debug", "--out", out, "--until", "phantom", "--clean-stale").code == 0
+    assert not old.exists() and "old config:" not in cli("status", out).out

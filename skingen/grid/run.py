@@ -73,7 +73,7 @@ def _profile(spec: StudySpec, kind: str) -> Profile:
 
 def run_study(study: str | os.PathLike, executor: str | None = None, out: str | os.PathLike | None = None,
               dry_run: bool = False, poll: float = 1.0, until: str | None = None, check: bool = False,
-              preflight: bool = True) -> dict[str, Counter]:
+              preflight: bool = True, clean_stale: bool = False) -> dict[str, Counter]:
     """Run every cell not yet done, each as soon as its dependencies are (stages up to ``until`` only, then no
     report); returns per-stage counts. ``dry_run`` and ``check`` write nothing into the results folder;
     ``check``: only the preflight checks (always run before SLURM unless ``preflight`` is off, as in the
@@ -95,6 +95,8 @@ def run_study(study: str | os.PathLike, executor: str | None = None, out: str | 
     with FolderLock(root), _sigterm_as_interrupt():
         for line in reclaim_running(cells, root):
             log.info("%s", line)
+        if clean_stale:
+            remove_old_config_folders(cells, root)
         summary = _drive(spec, cells, root, kind, profile, stages, preflight, poll)
     if until:
         print(f"stopped after stage {until} as asked; run again without --until for the rest and the report")
@@ -105,6 +107,18 @@ def run_study(study: str | os.PathLike, executor: str | None = None, out: str | 
     if lines := input_error_lines(cells, root):  # retrying would fail the same way: exit 2, not 1
         raise UserError("\n".join(lines))
     return summary
+
+
+def old_config_folders(cells: list[Cell], root: Path) -> list[Path]:
+    """Folders that hold results of another config of a planned cell (same stage and name, other key)."""
+    return sorted({folder for cell in cells for folder in stale_folders(cell, root)})
+
+
+def remove_old_config_folders(cells: list[Cell], root: Path) -> None:
+    """``run --clean-stale``: delete the results of old configs (a changed study leaves them behind)."""
+    for folder in old_config_folders(cells, root):
+        shutil.rmtree(folder)
+        log.info("removed %s: results of an old config of this study", folder)
 
 
 def input_error_lines(cells: list[Cell], root: Path) -> list[str]:
@@ -190,4 +204,6 @@ def status_lines(root: str | os.PathLike) -> list[str]:
             info = marker(c.folder(root) / ("FAILED" if state == "failed" else "RUNNING"))
             lines.append(f"{state}: {c.stage}/{c.folder(root).name} log {info.get('log', '?')}"
                          + (f" error: {info.get('error', '?')}" if state == "failed" else ""))
+    lines += [f"old config: {folder} (an earlier config of this cell; 'skingen run STUDY --clean-stale' removes it)"
+              for folder in old_config_folders(cells, root)]
     return lines + [f"damaged: {text}" for text in damage.marked_lines(cells, root) + found]

@@ -100,7 +100,8 @@ def _running_training(out: Path):
     return None
 
 
-def test_kill_9_of_a_local_driver_then_rerun_runs_each_cell_once_and_equals_an_uninterrupted_run(tmp_path, cli):
+def test_kill_9_of_a_local_driver_then_rerun_runs_each_cell_once_and_equals_an_uninterrupted_run(tmp_path, cli,
+                                                                                                caplog):
     replace = {"epochs = 1": "epochs = 12\ncheckpoint_every = 1", 'arms = ["real", "oversample"]': 'arms = ["real"]'}
     study = study_variant(tmp_path, replace=replace)
     assert cli("run", study, "--executor", "local", "--out", tmp_path / "whole").code == 0
@@ -113,6 +114,7 @@ def test_kill_9_of_a_local_driver_then_rerun_runs_each_cell_once_and_equals_an_u
     r = cli("run", study, "--executor", "local", "--out", out)
     assert r.code == 0, r.err
     assert process_start(info["pid"]) is None  # ended (SIGTERM: it saved its state), not left beside the rerun
+    assert f"worker pid {info['pid']} outlived its driver; ending it" in caplog.text
     cells = plan_study(load_study(study))
     assert all(cell_state(c, out) == "done" for c in cells)
     assert not list(out.rglob("DAMAGED")) and not list(out.rglob("FAILED"))
@@ -121,6 +123,8 @@ def test_kill_9_of_a_local_driver_then_rerun_runs_each_cell_once_and_equals_an_u
     _, _, y_a, prob_a = read_predictions(cell / "predictions.csv")
     _, _, y_b, prob_b = read_predictions(tmp_path / "whole" / "train_clf" / cell.name / "predictions.csv")
     assert np.array_equal(y_a, y_b) and np.allclose(prob_a, prob_b, atol=1e-4)
+    logs = "".join(p.read_text() for p in (tmp_path / "whole" / ".submitit").rglob("*_log.err"))
+    assert "epoch 12/12 done: train loss" in logs and "batch (100 %)" in logs  # progress in the local logs
 
 
 def test_output_into_a_closed_pipe_ends_quietly():

@@ -334,3 +334,61 @@ def test_a_study_resuming_from_ffhq_needs_the_asset_and_records_the_transfer(ref
     assert "mapping.layers.1.weight" in transfer["G"]["copied"] and transfer["G"]["kept_init"] == []
     assert set(transfer["G"]["skipped"]) == {f"mapping.layers.{i}.{p}" for i in range(2, 8) for p in ("weight", "bias")}
     assert transfer["D"]["skipped"] == [] and len(transfer["D"]["copied"]) > 20
+
+
+class _StorageBlob:
+    """Pickles as the reference's tensor storages do: ``torch.storage._load_from_bytes(blob)``."""
+
+    def __init__(self, blob: bytes):
+        self.blob = blob
+
+    def __reduce__(self):
+        return torch.storage._load_from_bytes, (self.blob,)
+
+
+def _storage_blob_declaring(numel: int) -> bytes:
+    """A legacy torch.save blob of a 123,456-float storage whose recorded numel is rewritten to ``numel``."""
+    import io
+    import struct
+
+    buf = io.BytesIO()
+    torch.save(torch.zeros(123456).storage(), buf, _use_new_zipfile_serialization=False)
+    blob = buf.getvalue()
+    old = b"J" + struct.pack("<i", 123456)  # BININT: how pickle writes the numel
+    assert blob.count(old) == 1
+    return blob.replace(old, b"J" + struct.pack("<i", numel))
+
+
+@torch.no_grad()
+def test_hostile_sizes_are_refused_before_anything_is_allocated(reference_modules, tmp_path, cli):
+    """Issue 25 item 3: sizes in a pickle are checked against what NVIDIA's networks can have and against the
+    file before anything is built or read; one line, exit 2, memory bounded."""
+    import struct
+    import tracemalloc
+
+    cfg = network_config("tiny", 16)
+    G_ema, _, D = _networks(cfg)
+    for key, value in (("z_dim", -1), ("z_dim", 10 ** 12), ("w_dim", 2 * 10 ** 5), ("img_resolution", 48)):
+        g_kwargs, _ = _kwargs(cfg, reference_modules.easy)
+        g_kwargs[key] = value
+        (tmp_path / "g.pkl").write_bytes(pickle.dumps({"G_ema": _record(export_state_dict(G_ema, "G"), "Generator",
+                                                                        g_kwargs)}))
+        r = cli("gen", "import-nvidia", tmp_path / "g.pkl", "--out", tmp_path / "snap")
+        assert r.code == 2 and r.err.count("\n") == 1, r.err
+        assert ("resolution = 48: not a power of two" if value == 48 else f"{key.replace('img_', '')} = {value}") in r.err
+    claim = tmp_path / "claim.pkl"  # 14 bytes: BINBYTES8 claiming a 16 GiB field
+    claim.write_bytes(b"\x80\x04\x8e" + struct.pack("<Q", 16 << 30) + b"abc")
+    tracemalloc.start()
+    r = cli("gen", "import-nvidia", claim, "--out", tmp_path / "snap")
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert r.code == 2 and "not a readable network pickle" in r.err and peak < 64 << 20, (r.err, peak)
+    big = tmp_path / "sparse.pkl"
+    with open(big, "wb") as fh:
+        fh.truncate((2 << 30) + 1)  # sparse: no disk used
+    r = cli("gen", "import-nvidia", big, "--out", tmp_path / "snap")
+    assert r.code == 2 and "more than any NVIDIA network pickle" in r.err
+    (tmp_path / "storage.pkl").write_bytes(pickle.dumps({"G_ema": _StorageBlob(_storage_blob_declaring(2 ** 31 - 1))}))
+    r = cli("gen", "import-nvidia", tmp_path / "storage.pkl", "--out", tmp_path / "snap")
+    assert r.code == 2 and "declares 8589934588 bytes in a blob of" in r.err
+    assert not (tmp_path / "snap").exists()

@@ -17,7 +17,9 @@ from __future__ import annotations
 import collections
 import hashlib
 import io
+import math
 import pickle
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 
@@ -46,11 +48,43 @@ def _reconstruct_persistent_obj(meta) -> PersistentRecord:
 
 
 def _load_from_bytes(blob: bytes):
-    """A storage's nested ``torch.save`` blob, read by torch's weights-only unpickler (never the stock one)."""
+    """A storage's nested ``torch.save`` blob, read by torch's weights-only unpickler (never the stock one), once
+    the sizes it declares are known to fit in it (torch allocates what a storage declares before reading it)."""
+    if not blob.startswith(b"PK"):  # the legacy format NVIDIA's storages use; a zip blob's records carry their sizes
+        declared = _declared_storage_bytes(blob)
+        if declared > len(blob):
+            raise UserError(f"a tensor storage declares {declared} bytes in a blob of {len(blob)}: a damaged or "
+                            "hostile pickle")
     try:
         return torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises several kinds; all mean "not a plain storage"
         raise UserError(f"a tensor storage is not a plain torch storage ({str(exc).strip().splitlines()[0]})") from None
+
+
+def _declared_storage_bytes(blob: bytes) -> int:
+    """Bytes the storages of a legacy ``torch.save`` blob declare (numel x element size), read without loading
+    them: the blob is three plain pickles (magic, protocol, system info) and one whose persistent ids name them."""
+    declared = 0
+
+    class Declared(RestrictedUnpickler):
+        def persistent_load(self, pid):
+            nonlocal declared
+            if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage" and isinstance(pid[4], int)):
+                raise UserError("a tensor storage's record is not a legacy torch storage id")
+            with warnings.catch_warnings():  # legacy storage classes warn when asked their dtype
+                warnings.simplefilter("ignore")
+                dtype = getattr(pid[1], "dtype", torch.uint8)
+            declared += max(0, pid[4]) * torch.empty(0, dtype=dtype).element_size()
+
+    fh = io.BytesIO(blob)
+    try:
+        for _ in range(4):
+            Declared(fh).load()
+    except UserError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - malformed blobs raise many kinds
+        raise UserError(f"a tensor storage is not a plain torch storage ({type(exc).__name__})") from None
+    return declared
 
 
 def _numpy_scalar():
@@ -82,8 +116,11 @@ def _torch_attr(name: str):
     return None
 
 
-class RestrictedUnpickler(pickle.Unpickler):
-    """Resolves only tensors, numbers, plain containers and network records; refuses everything else."""
+class RestrictedUnpickler(pickle._Unpickler):
+    """Resolves only tensors, numbers, plain containers and network records; refuses everything else.
+
+    The pure-Python unpickler on purpose: the C one allocates a counted field's claimed length before
+    reading it (16 GiB for a 14-byte file), the Python one asks the (bounded) file for it."""
 
     _ALLOWED = None
 
@@ -96,12 +133,44 @@ class RestrictedUnpickler(pickle.Unpickler):
         return found
 
 
+MAX_PICKLE_BYTES = 2 << 30  # NVIDIA's largest network pickles (1024 px, G + D + G_ema) are ~0.4 GB
+
+
+class _Bounded:
+    """A file whose reads never ask for more than what is left in it: a length field in the pickle that
+    claims more (16 GiB in a 14-byte file) ends as a truncation error instead of a buffer of that size."""
+
+    def __init__(self, fh, size: int):
+        self.fh, self.left = fh, size
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.fh.read(self.left if n is None or n < 0 else min(n, self.left))
+        self.left -= len(data)
+        return data
+
+    def readline(self) -> bytes:
+        data = self.fh.readline(self.left)
+        self.left -= len(data)
+        return data
+
+    def readinto(self, buffer) -> int:
+        view = memoryview(buffer)[:self.left]
+        n = self.fh.readinto(view)
+        self.left -= n
+        return n
+
+
 def read_pickle(path: str | Path) -> dict:
-    """The pickle's top-level dict (networks as :class:`PersistentRecord`), read without executing it."""
+    """The pickle's top-level dict (networks as :class:`PersistentRecord`), read without executing it and
+    without allocating more than the file holds."""
     path = Path(path)
+    size = path.stat().st_size if path.is_file() else 0
+    if size > MAX_PICKLE_BYTES:
+        raise UserError(f"{path}: {size} bytes, more than any NVIDIA network pickle (at most {MAX_PICKLE_BYTES}); "
+                        "not imported")
     try:
         with open(path, "rb") as fh:
-            data = RestrictedUnpickler(fh).load()
+            data = RestrictedUnpickler(_Bounded(fh, size)).load()
     except UserError as exc:
         raise UserError(f"{path}: {exc}") from None
     except OSError as exc:
@@ -191,6 +260,14 @@ def _require(ok: bool, message: str) -> None:
         raise UserError(message)
 
 
+def _float(value, what: str) -> float | None:
+    """A recorded number as float (None stays None); anything else refused by name."""
+    if value is None:
+        return None
+    _require(isinstance(value, (int, float)) and not isinstance(value, bool), f"{what} = {value!r}: not a number")
+    return float(value)
+
+
 def generator_args(kwargs: dict) -> dict:
     """G's constructor arguments checked against what we implement; the NetworkConfig fields they set."""
     g = _take(kwargs, "G", {"z_dim": None, "c_dim": None, "w_dim": None, "img_resolution": None,
@@ -205,8 +282,8 @@ def generator_args(kwargs: dict) -> dict:
         _require(m[key] in (None, g["w_dim"]), f"G.mapping_kwargs.{key} = {m[key]}: we implement only w_dim")
     return dict(resolution=g["img_resolution"], z_dim=g["z_dim"], w_dim=g["w_dim"], c_dim=g["c_dim"],
                 channel_base=s["channel_base"], channel_max=s["channel_max"], mapping_layers=m["num_layers"],
-                mapping_lr_mul=float(m["lr_multiplier"]),
-                conv_clamp=None if s["conv_clamp"] is None else float(s["conv_clamp"]))
+                mapping_lr_mul=_float(m["lr_multiplier"], "G.mapping_kwargs.lr_multiplier"),
+                conv_clamp=_float(s["conv_clamp"], "G.synthesis_kwargs.conv_clamp"))
 
 
 def discriminator_args(kwargs: dict, g: dict) -> dict:
@@ -218,7 +295,7 @@ def discriminator_args(kwargs: dict, g: dict) -> dict:
     _take(d["block_kwargs"], "D.block_kwargs", {})
     m = _take(d["mapping_kwargs"], "D.mapping_kwargs", _MAPPING)
     e = _take(d["epilogue_kwargs"], "D.epilogue_kwargs", {"mbstd_group_size": 4})
-    clamp = None if d["conv_clamp"] is None else float(d["conv_clamp"])
+    clamp = _float(d["conv_clamp"], "D.conv_clamp")
     for key, ours, theirs in (("c_dim", "c_dim", d["c_dim"]), ("img_resolution", "resolution", d["img_resolution"]),
                               ("channel_base", "channel_base", d["channel_base"]),
                               ("channel_max", "channel_max", d["channel_max"]), ("conv_clamp", "conv_clamp", clamp)):
@@ -228,10 +305,31 @@ def discriminator_args(kwargs: dict, g: dict) -> dict:
     group = e["mbstd_group_size"]
     _require(isinstance(group, int) and group > 0, f"D mbstd_group_size {group!r}: we implement only a fixed size")
     if g["c_dim"]:
-        _require(float(m["lr_multiplier"]) == g["mapping_lr_mul"], "D's label mapping lr_multiplier differs from G's")
+        _require(_float(m["lr_multiplier"], "D.mapping_kwargs.lr_multiplier") == g["mapping_lr_mul"],
+                 "D's label mapping lr_multiplier differs from G's")
         for key in ("embed_features", "layer_features"):
             _require(m[key] in (None, cmap), f"D.mapping_kwargs.{key} = {m[key]}: we implement only cmap_dim")
     return dict(mbstd_group=group, d_mapping_layers=m["num_layers"])
+
+
+# What NVIDIA's networks can have (and our networks build), checked before anything is allocated.
+_INT_RANGES = {"resolution": (16, 1024), "z_dim": (1, 4096), "w_dim": (1, 4096), "c_dim": (0, 4096),
+               "channel_base": (1, 1 << 17), "channel_max": (1, 1024), "mapping_layers": (1, 32),
+               "mbstd_group": (1, 256), "d_mapping_layers": (1, 32)}
+
+
+def check_ranges(fields: dict) -> None:
+    """One-line refusal of a recorded constructor argument outside what NVIDIA's networks can have."""
+    for key, (lo, hi) in _INT_RANGES.items():
+        value = fields.get(key, lo)
+        _require(type(value) is int and lo <= value <= hi, f"{key} = {value!r}: NVIDIA's networks have an integer "
+                                                            f"in [{lo}, {hi}] here; a damaged or hostile pickle")
+    res = fields["resolution"]
+    _require(res & (res - 1) == 0, f"resolution = {res}: not a power of two")
+    for key in ("mapping_lr_mul", "conv_clamp"):
+        value = fields.get(key)
+        _require(value is None or (isinstance(value, float) and math.isfinite(value) and 0 < value <= 1e6),
+                 f"{key} = {value!r}: must be a positive finite number")
 
 
 def _build(kind: str, cls, cfg: NetworkConfig, record: PersistentRecord) -> torch.nn.Module:
@@ -248,13 +346,16 @@ def networks_from_pickle(path: str | Path) -> tuple[dict[str, torch.nn.Module], 
     data = read_pickle(path)
     recorded = {"G_ema": init_kwargs(data["G_ema"], _G_ARGS, "G_ema")}
     fields = generator_args(recorded["G_ema"])
+    check_ranges(fields)  # before D's checks do arithmetic on them, and before anything is allocated
     if data.get("D") is not None:
         recorded["D"] = init_kwargs(data["D"], _D_ARGS, "D")
         fields.update(discriminator_args(recorded["D"], fields))
+        check_ranges(fields)
     if data.get("G") is not None:
         recorded["G"] = init_kwargs(data["G"], _G_ARGS, "G")
         _require(generator_args(recorded["G"]) == generator_args(recorded["G_ema"]),
                  f"{path}: G and G_ema were built with different constructor arguments")
+    check_ranges(fields)
     cfg = NetworkConfig(**fields)
     nets = {key: _build(key, Discriminator if key == "D" else Generator, cfg, data[key])
             for key in ("G_ema", "G", "D") if data.get(key) is not None}

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from builders import REPO
+from builders import REPO, read_rows
 from skingen.data.classes import CLASS_INDEX
 from skingen.data.shards import ShardReader, ShardWriter
 from skingen.errors import UserError
@@ -154,3 +154,21 @@ def test_two_processes_hold_identical_parameters(flat_shard, tmp_path):
     assert len(ranks) == 2 and ranks[0].read_text() == ranks[1].read_text()
     summary = json.loads((tmp_path / "c" / "train_summary.json").read_text())
     assert summary["num_processes"] == 2 and summary["effective_batch"] == 2 * summary["per_process_batch"] == 8
+
+
+def test_the_learning_rate_schedule_does_not_depend_on_the_number_of_processes(flat_shard, tmp_path):
+    """Issue 23 item 3: a prepared scheduler stepped once per process per call ran the cosine N x too fast."""
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[ddpm]\nresolution = 16\nchannels = [32, 64]\nlayers_per_block = 1\nbatch_size = 8\n'
+                   'checkpoint_every = 0\ngrid_images = 0\nmax_steps = 8\nwarmup_steps = 2\nlog_every = 1\n')
+    lrs = {}
+    for n in (1, 2):
+        proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(n),
+                               "-m", "skingen.cli", "gen", "train", str(flat_shard.parent), "--out",
+                               str(tmp_path / f"p{n}"), "--config", str(cfg)], capture_output=True, text=True, cwd=REPO,
+                              timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        lrs[n] = [float(r["lr"]) for r in read_rows(tmp_path / f"p{n}" / "curves.csv")]
+    assert len(lrs[1]) == 8 and lrs[1] == lrs[2], lrs
+    assert lrs[1][1] == max(lrs[1]) and lrs[1][0] == pytest.approx(lrs[1][1] / 2)  # 2 warm-up steps
+    assert lrs[1][-1] == pytest.approx(0.0, abs=1e-12) and lrs[1][2:] == sorted(lrs[1][2:], reverse=True)

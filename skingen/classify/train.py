@@ -54,6 +54,7 @@ class TrainConfig:
     gradcam_per_class: int = 2
     checkpoint_every: int = 1  # epochs between full-state saves; 0: only when stopped by a signal
     keep_weights: str = "best"  # "none": delete best_model.pt and the training state once predictions are written
+    sync_batchnorm: bool = True  # with several processes, BatchNorm statistics over the global batch
 
 
 @dataclass
@@ -87,10 +88,15 @@ def _setup(shards: Path, out: Path, cfg: TrainConfig, arm_cfg: ArmConfig) -> tup
                               cpu=not torch.cuda.is_available())  # cpu=True lets several CPU processes use gloo
     model = create_model(cfg.model, num_classes=len(shard_classes(real)), image_size=size, pretrained=cfg.pretrained,
                          weights_dir=cfg.weights_dir)
+    if uses_sync_batchnorm(cfg, accelerator):
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     steps = sorted({max(1, round(m * cfg.epochs)) for m in cfg.milestones})
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=steps, gamma=cfg.gamma)
-    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    # The scheduler is not prepared: Accelerate would step it once per process per call, so its epochs would
+    # run N times too fast on N processes. Registered, it is still saved and restored with the state.
+    model, optimizer = accelerator.prepare(model, optimizer)
+    accelerator.register_for_checkpointing(scheduler)
     weights = None if arm.class_weights is None else arm.class_weights.to(accelerator.device)
     progress = Progress()
     if (out / "progress.json").is_file() and (out / "state").is_dir():
@@ -100,6 +106,12 @@ def _setup(shards: Path, out: Path, cfg: TrainConfig, arm_cfg: ArmConfig) -> tup
     run = Run(cfg, out, accelerator, model, optimizer, scheduler, torch.nn.CrossEntropyLoss(weight=weights),
               train_ds, val_ds, progress)
     return run, arm.composition, test_ds
+
+
+def uses_sync_batchnorm(cfg: TrainConfig, accelerator: Accelerator) -> bool:
+    """SyncBatchNorm when asked, with several processes, on GPUs (torch's SyncBatchNorm runs only on CUDA;
+    CPU processes keep per-process BatchNorm statistics, as train_summary.json records)."""
+    return cfg.sync_batchnorm and accelerator.num_processes > 1 and accelerator.device.type == "cuda"
 
 
 def _chw_eval():
@@ -188,7 +200,8 @@ def _finish(run: Run, test_ds: ShardDataset, composition: dict, seconds: float) 
     summary = {"config": asdict(run.cfg), "arm": composition, "best_epoch": run.progress.best_epoch,
                "best_val_macro_f1": run.progress.best_score, "steps": run.progress.step,
                "train_seconds_this_process": round(seconds, 2), "num_processes": acc.num_processes,
-               "device": str(acc.device), "mixed_precision": run.cfg.mixed_precision}
+               "device": str(acc.device), "mixed_precision": run.cfg.mixed_precision,
+               "sync_batchnorm": uses_sync_batchnorm(run.cfg, acc)}
     if acc.is_main_process:
         reader = test_ds.readers[0]
         write_predictions(out / "predictions.csv", reader.image_ids, reader.lesion_ids, reader.labels, prob,

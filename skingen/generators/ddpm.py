@@ -68,9 +68,12 @@ def _setup(train_shard: Path, out: Path, cfg: DDPMConfig):
     opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, betas=(0.95, 0.999), weight_decay=cfg.weight_decay)
     lr_sched = get_cosine_schedule_with_warmup(opt, cfg.warmup_steps, max(cfg.max_steps, 1))
     ema = EMAModel(unet.parameters(), decay=cfg.ema_decay, use_ema_warmup=True, inv_gamma=1.0, power=0.75)
-    unet, opt, lr_sched = acc.prepare(unet, opt, lr_sched)
+    # lr_sched is not prepared: Accelerate would step it once per process per call (N x too fast on N
+    # processes); it steps once per optimiser step below and is saved with the state all the same.
+    unet, opt = acc.prepare(unet, opt)
     ema.to(acc.device)
     acc.register_for_checkpointing(ema)
+    acc.register_for_checkpointing(lr_sched)
     progress = Progress()
     if (out / "progress.json").is_file() and (out / "state").is_dir():
         acc.load_state(str(out / "state"))
@@ -101,7 +104,8 @@ def _step(acc, unet, opt, lr_sched, noise, data: TrainImages, cfg: DDPMConfig, m
         if acc.sync_gradients:
             acc.clip_grad_norm_(unet.parameters(), cfg.grad_clip)
         opt.step()
-        lr_sched.step()
+        if acc.sync_gradients:  # one schedule step per optimiser step, whatever the processes and accumulation
+            lr_sched.step()
         opt.zero_grad()
     return float(loss.detach())
 

@@ -154,6 +154,7 @@ FIELDS: dict[type, dict[str, Rule | SetBy]] = {
         "milestones": each(nums(0, 1, lo_open=True), empty_ok=True), "gamma": nums(0, 1, lo_open=True),
         "mixed_precision": PRECISION, "grad_accum": ints(1), "num_workers": ints(0), "seed": SetBy("study.seeds"),
         "gradcam_per_class": ints(0), "checkpoint_every": ints(0), "keep_weights": one_of("best", "none"),
+        "sync_batchnorm": BOOL,
     },
     GenerateSpec: {
         "generators": each(text(), empty_ok=True), "seed": SEED, "seeds": each(SEED, empty_ok=True),

@@ -75,7 +75,7 @@ def test_a_failing_cell_is_recorded_and_blocks_its_dependants(tmp_path, cli):
     study = study_variant(tmp_path, replace={"epochs = 1": "epochs = 1\npretrained = true\nweights_dir = \"/nonexistent\""})
     res = cli("run", study, "--executor", "debug", "--out", tmp_path / "r")
     # an input error: exit 2 with the fix, one line per cell (not exit 1 "run again to retry them")
-    assert res.code == 2 and res.err.count("\n") == 2 and "retry" not in res.err
+    assert res.code == 2 and res.err.count("\n") == 3 and "retry" not in res.err and "2 cell(s) failed, 2 blocked" in res.err
     assert res.err.count("ImageNet weights for resnet18 not found") == 2 and "an input error; fix the input" in res.err
     lines = status_lines(tmp_path / "r")
     failed = [line for line in lines if line.startswith("failed:")]

@@ -138,7 +138,8 @@ def test_a_failed_generator_blocks_only_its_downstream_cells(tmp_path, cli):
         "max_steps = 4", 'max_steps = 4\ninit_from = "/nonexistent/unet"')
     path = _study(tmp_path, extra, 'arms = ["real", "synthetic_ddpm"]')
     r = cli("run", path, "--executor", "debug", "--out", tmp_path / "out")
-    assert r.code == 1 and "1 cell(s) failed, 5 blocked" in r.err  # sample, gen_metrics, t-SNE, synthetic arm + metrics
+    assert r.code == 2 and "1 cell(s) failed, 5 blocked" in r.err  # sample, gen_metrics, t-SNE, synthetic arm + metrics
+    assert "/nonexistent/unet" in r.err and "an input error; fix the input" in r.err  # exit 2: not "retry"
     out, cells = tmp_path / "out", plan_study(load_study(path))
     state = {(c.stage, c.config.get("arm", {}).get("name", "")): (c.folder(out) / "DONE").is_file() for c in cells}
     assert state[("train_gen", "")] is False and state[("sample", "")] is False

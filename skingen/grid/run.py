@@ -105,7 +105,9 @@ def run_study(study: str | os.PathLike, executor: str | None = None, out: str | 
 
         print(f"report (the study's closing analysis) -> {build_report(root)}")
     if lines := input_error_lines(cells, root):  # retrying would fail the same way: exit 2, not 1
-        raise UserError("\n".join(lines))
+        failed, blocked = (sum(c[k] for c in summary.values()) for k in ("failed", "blocked"))
+        raise UserError("\n".join(lines + [f"{failed} cell(s) failed, {blocked} blocked by them; "
+                                            "'skingen status' lists them"]))
     return summary
 
 

@@ -172,3 +172,17 @@ def test_the_learning_rate_schedule_does_not_depend_on_the_number_of_processes(f
     assert len(lrs[1]) == 8 and lrs[1] == lrs[2], lrs
     assert lrs[1][1] == max(lrs[1]) and lrs[1][0] == pytest.approx(lrs[1][1] / 2)  # 2 warm-up steps
     assert lrs[1][-1] == pytest.approx(0.0, abs=1e-12) and lrs[1][2:] == sorted(lrs[1][2:], reverse=True)
+
+
+def test_the_256_px_preset_is_the_ddpm_celebahq_256_network():
+    """Issue 23 item 2: the original named google/ddpm-celebahq-256; its UNet config (as published with the
+    weights) is what our 256 px preset builds, field by field."""
+    celebahq = {"act_fn": "silu", "attention_head_dim": None, "block_out_channels": [128, 128, 256, 256, 512, 512],
+                "center_input_sample": False, "down_block_types": ["DownBlock2D"] * 4 + ["AttnDownBlock2D", "DownBlock2D"],
+                "downsample_padding": 0, "flip_sin_to_cos": False, "freq_shift": 1, "in_channels": 3,
+                "layers_per_block": 2, "mid_block_scale_factor": 1, "norm_eps": 1e-06, "norm_num_groups": 32,
+                "out_channels": 3, "sample_size": 256, "time_embedding_type": "positional",
+                "up_block_types": ["UpBlock2D", "AttnUpBlock2D"] + ["UpBlock2D"] * 4}
+    with torch.device("meta"):
+        config = dict(build_unet(256).config)
+    assert {k: (list(config[k]) if isinstance(config[k], tuple) else config[k]) for k in celebahq} == celebahq

@@ -17,6 +17,14 @@ PRESETS: dict[int, tuple[int, ...]] = {
 }
 
 
+# google/ddpm-celebahq-256's UNet settings (the original's DDPM config) beyond diffusers' defaults: one attention
+# head, no padding in the strided downsampling conv, the sinusoidal embedding's order and shift, GroupNorm eps.
+# Every preset uses them, so the 256 px preset is that network and the others share its block pattern.
+CELEBAHQ_SETTINGS = dict(attention_head_dim=None, downsample_padding=0, flip_sin_to_cos=False, freq_shift=1,
+                         norm_eps=1e-6, norm_num_groups=32, act_fn="silu", mid_block_scale_factor=1,
+                         center_input_sample=False, time_embedding_type="positional")
+
+
 def block_types(resolution: int, channels: tuple[int, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """Down/up block types with attention exactly at the level whose feature map is 16x16."""
     down = []
@@ -38,7 +46,7 @@ def build_unet(resolution: int, channels: tuple[int, ...] | None = None, layers_
     down, up = block_types(resolution, channels)
     return UNet2DModel(sample_size=resolution, in_channels=3, out_channels=3, layers_per_block=layers_per_block,
                        block_out_channels=channels, down_block_types=down, up_block_types=up,
-                       num_class_embeds=num_class_embeds)
+                       num_class_embeds=num_class_embeds, **CELEBAHQ_SETTINGS)
 
 
 def load_unet(init_from: str | os.PathLike, resolution: int, num_class_embeds: int | None = None):

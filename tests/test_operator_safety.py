@@ -163,3 +163,35 @@ def test_old_config_folders_are_listed_apart_from_damage_and_cleaned_on_request(
     assert old.is_dir()
     assert cli("run", edited, "--executor", "debug", "--out", out, "--until", "phantom", "--clean-stale").code == 0
     assert not old.exists() and "old config:" not in cli("status", out).out
+
+
+def test_sigterm_to_a_local_driver_stops_its_workers(tmp_path):
+    replace = {"epochs = 1": "epochs = 40", 'arms = ["real", "oversample"]': 'arms = ["real"]'}
+    study, out = study_variant(tmp_path, replace=replace), tmp_path / "r"
+    driver = _start_driver(study, out)
+    cell, info = _wait(lambda: _running_training(out), 300, "a training cell to be mid-run")
+    os.kill(driver.pid, signal.SIGTERM)
+    assert driver.wait(timeout=60) != 0
+    _wait(lambda: process_start(info["pid"]) is None or _zombie(info["pid"]), 30, "the worker to stop with its driver")
+    assert not (cell / "DONE").exists()  # stopped, not left to finish on its own
+    assert json.loads((out / LOCK_NAME).read_text() or "{}") == {}  # the lock was released on the way out
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def test_help_lists_the_stages_and_the_asset_names(cli, capsys):
+    import pytest
+
+    from skingen.assets import ASSETS
+    from skingen.grid.plan import STAGES
+
+    for args, names in ((["run", "--help"], STAGES), (["assets", "fetch", "--help"], ASSETS)):
+        with pytest.raises(SystemExit):
+            cli(*args)
+        text = " ".join(capsys.readouterr().out.split())
+        assert all(name in text for name in names), (args, text)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from builders import REPO, study_variant
-from skingen.grid.lock import LOCK_NAME
+from skingen.grid.lock import LOCK_NAME, _zombie
 from skingen.grid.plan import plan_study
 from skingen.grid.spec import load_study
 from skingen.grid.store import cell_state, marker, process_start
@@ -175,13 +175,6 @@ def test_sigterm_to_a_local_driver_stops_its_workers(tmp_path):
     _wait(lambda: process_start(info["pid"]) is None or _zombie(info["pid"]), 30, "the worker to stop with its driver")
     assert not (cell / "DONE").exists()  # stopped, not left to finish on its own
     assert json.loads((out / LOCK_NAME).read_text() or "{}") == {}  # the lock was released on the way out
-
-
-def _zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return True
 
 
 def test_help_lists_the_stages_and_the_asset_names(cli, capsys):

@@ -346,3 +346,33 @@ def test_a_resumed_cell_records_the_resume_settings_it_applied(shard, tmp_path):
                                                                        init_from=str(tmp_path / "a" / "snapshot")))
     assert second["resume_defaults_applied"] == {"ada_kimg": 100.0, "ema_rampup": 0.0}
     assert second["config"]["ada_kimg"] == 100.0 and second["transfer"]
+
+
+def test_real_images_come_as_the_reference_walks_them():
+    """Issue 23: a seeded shuffle walked endlessly with swaps inside a window of half the data set (not draws
+    with replacement); processes split one walk, so together they see what one process sees."""
+    from skingen.generators.stylegan2.sequence import RealSequence
+
+    one = RealSequence(20, seed=3).take(400)
+    ranks = [RealSequence(20, seed=3, rank=r, world=2).take(200) for r in (0, 1)]
+    assert np.array_equal(np.stack(ranks, 1).reshape(-1), one)
+    counts = np.bincount(one, minlength=20)
+    assert counts.min() >= 15 and counts.max() <= 25  # 20 passes: every image about 20 times
+    first = RealSequence(20, seed=3).take(20)
+    assert first[0] == np.random.RandomState(3).permutation(20)[0]  # the walk starts on the seeded shuffle
+    assert len(set(first.tolist())) >= 15  # a pass shows most images once (draws with replacement: ~13 of 20)
+    resumed = RealSequence(20, seed=3)
+    resumed.take(37)
+    state = resumed.state_dict()
+    again = RealSequence(20, seed=99)
+    again.load_state_dict(state)
+    assert np.array_equal(again.take(50), RealSequence(20, seed=3).take(87)[37:])
+
+
+def test_mirror_doubles_the_sequence_with_flipped_copies(shard):
+    run = _run(shard, mirror=True)
+    assert len(run.sequence.order) == 2 * len(run.data)
+    run.sequence.order[:4] = [0, 16, 1, 17]  # image 0, image 0 flipped, image 1, image 1 flipped
+    run.sequence.window = 0
+    x, _ = run.batch()
+    assert torch.equal(x[1], x[0].flip(2)) and torch.equal(x[3], x[2].flip(2))

@@ -33,6 +33,7 @@ from .augment import AdaController, AugmentPipe
 from .loss import lazy_adam
 from .networks import Discriminator, Generator, network_config, set_reduced_precision
 from .presets import NETWORK_KEYS, TRAINING_KEYS, preset_settings
+from .sequence import RealSequence
 from .snapshot import load_for_transfer, save_snapshot
 from .steps import train_step
 
@@ -141,6 +142,8 @@ class Run:
         self.pl_mean = torch.zeros([], device=acc.device)
         self.gamma = cfg.r1_gamma
         self.gen = torch.Generator().manual_seed(cfg.seed * 1000 + acc.process_index)
+        self.sequence = RealSequence(len(data) * (2 if cfg.mirror else 1), cfg.seed, acc.process_index,
+                                     acc.num_processes)
         self.step, self.curves = 0, []
         self.g_fwd, self.d_fwd = self.G, self.D  # path length and R1 (double backward) always use G and D
         if cfg.compile:  # G's loss goes through G.mapping and G.synthesis: compile those
@@ -158,6 +161,7 @@ class Run:
                 "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(), "augment_p": self.augment.p,
                 "ada": asdict(self.ada), "pl_mean": self.pl_mean, "step": self.step, "curves": self.curves,
                 "rng_torch": torch.get_rng_state(), "rng_gen": self.gen.get_state(),
+                "sequence": self.sequence.state_dict(),
                 "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
 
     def load_state_dict(self, state: dict) -> None:
@@ -172,13 +176,17 @@ class Run:
         self.step, self.curves = int(state["step"]), list(state["curves"])
         torch.set_rng_state(state["rng_torch"])
         self.gen.set_state(state["rng_gen"])
+        self.sequence.load_state_dict(state["sequence"])
         if state["rng_cuda"]:
             torch.cuda.set_rng_state_all(state["rng_cuda"])
 
     def batch(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Real images in [-1, 1] and their one-hot labels (or None)."""
-        idx = torch.randint(0, len(self.data), (self.per_process,), generator=self.gen).numpy()
-        x, labels = self.data.batch(idx, self.cfg.mirror)
+        """The next real images of the sequence in [-1, 1] (index n + i: image i flipped) and their one-hot
+        labels (or None)."""
+        picks = self.sequence.take(self.per_process)
+        x, labels = self.data.batch(picks % len(self.data), False)
+        flipped = torch.from_numpy(picks >= len(self.data))[:, None, None, None]
+        x = torch.where(flipped, x.flip(3), x)
         return x.to(self.acc.device), self._one_hot(labels) if self.cfg.conditional else None
 
     def latents(self, n: int) -> torch.Tensor:

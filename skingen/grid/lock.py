@@ -40,8 +40,12 @@ class FolderLock:
         self.root, self.path, self.fd = Path(root), Path(root) / LOCK_NAME, -1
 
     def __enter__(self) -> "FolderLock":
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as exc:
+            raise UserError(f"{self.path}: cannot create the results folder's lock ({exc.strerror or exc}); pass "
+                            "--out DIR on a writable file system") from None
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -171,3 +171,15 @@ def test_a_planted_arm_effect_reaches_holm_adjusted_significance():
     assert len(rows) * 3 == 150
     ddpm = [r["macro_f1"] for r in rows if r["arm"].startswith("synthetic_ddpm")]
     assert len(ddpm) == 10 and all(d["delta"] > 0 and d["p_holm"] < 0.05 for d in ddpm), ddpm
+
+
+def test_the_share_of_undefined_replicates_is_reported_beside_the_interval():
+    """Issue 24 item 5: replicates where a statistic is undefined (NaN) are not dropped silently."""
+    from skingen.report.effects import effect_record
+    from skingen.report.stats import undefined_share
+
+    values = np.r_[0.1, np.linspace(-0.1, 0.3, 400), np.full(100, np.nan)]
+    assert undefined_share(values) == pytest.approx(0.2)
+    rec = effect_record("architecture", "mel_dor", "vit_b16 - resnet50", values, 12)
+    assert rec["undefined_share"] == pytest.approx(0.2) and rec["ci"][0] == pytest.approx(-0.09)
+    assert effect_record("architecture", "mel_dor", "x", np.r_[0.1, np.zeros(10)], 12)["undefined_share"] == 0

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from .joint import INTERVAL, JointBootstrap
-from .stats import KEY_METRICS, bootstrap_p, holm, interval
+from .stats import KEY_METRICS, bootstrap_p, holm, interval, undefined_share
 
 DELTA_METRICS = ("mel_f1", "macro_f1", "mel_roc_auc")
 MIN_PAIRS = 5
@@ -40,6 +40,7 @@ def effect_record(factor: str, metric: str, name: str, values: np.ndarray | None
     if values is None or n_pairs == 0:
         return {**rec, "n_pairs": 0, "status": "missing", "why": why or "no matched cells"}
     rec["effect"], rec["ci"] = interval(values)
+    rec["undefined_share"] = undefined_share(values)
     rec["_replicates"] = values
     lo, hi = rec["ci"]
     if rec["effect"] is None or lo is None:
@@ -125,7 +126,7 @@ def delta_records(jb: JointBootstrap) -> list[dict]:
         for metric in DELTA_METRICS:
             values = contrast(jb, metric, [(base, u)])
             est, ci = interval(values)
-            row[metric] = {"delta": est, "ci": ci, "p": bootstrap_p(values)}
+            row[metric] = {"delta": est, "ci": ci, "p": bootstrap_p(values), "undefined_share": undefined_share(values)}
         rows.append(row)
     flat = [(r, m) for r in rows for m in DELTA_METRICS]
     for (r, m), adj in zip(flat, holm([r[m]["p"] for r, m in flat])):

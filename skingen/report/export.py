@@ -11,7 +11,8 @@ from ..metrics.diagnostic import METRIC_KEYS
 from .joint import LOG_POOLED, JointBootstrap, StudyScores
 
 LONG_COLUMNS = ("study", "pipeline", "arm", "dose", "generator_seed", "model", "seed", "metric", "value")
-EFFECT_COLUMNS = ("factor", "metric", "contrast", "effect", "ci_lo", "ci_hi", "n_pairs", "status", "interval")
+EFFECT_COLUMNS = ("factor", "metric", "contrast", "effect", "ci_lo", "ci_hi", "n_pairs", "status", "interval",
+                  "undefined_share")
 
 
 def _value(v: float) -> str:
@@ -42,6 +43,7 @@ def write_effects(path: Path, effects: list[dict]) -> Path:
              "effect": "" if e["effect"] is None else f"{e['effect']:.9g}",
              "ci_lo": "" if e["ci"][0] is None else f"{e['ci'][0]:.9g}",
              "ci_hi": "" if e["ci"][1] is None else f"{e['ci'][1]:.9g}",
-             "n_pairs": e["n_pairs"], "status": e["status"], "interval": e["interval"]} for e in effects]
+             "n_pairs": e["n_pairs"], "status": e["status"], "interval": e["interval"],
+             "undefined_share": f"{e['undefined_share']:.4g}" if "undefined_share" in e else ""} for e in effects]
     write_csv(path, EFFECT_COLUMNS, rows)
     return path

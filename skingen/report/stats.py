@@ -20,6 +20,14 @@ def interval(values: np.ndarray, level: float = 0.95) -> tuple[float | None, lis
 TAIL_COUNT = 10  # replicates beyond 0 below which the counted tail is too coarse to read
 
 
+def undefined_share(values: np.ndarray) -> float:
+    """The share of replicates in which the statistic is undefined (NaN: e.g. a DOR with no predicted
+    positives). The interval is read from the others; this share is reported beside it, never dropped
+    silently."""
+    reps = values[1:]
+    return float(np.isnan(reps).mean()) if len(reps) else 0.0
+
+
 def bootstrap_p(values: np.ndarray) -> float | None:
     """Two-sided bootstrap p-value for "no difference": twice the smaller tail mass at 0, (1 + count)/(1 + B).
 

@@ -19,7 +19,7 @@ from ..atomic import write_csv, write_json
 from ..classify.loop import Preempted, Progress, StopFlag
 from ..progress import progress
 from .common import write_rank_digest
-from .ddpm_data import TrainImages
+from .ddpm_data import TrainImages, micro_batch
 from .ddpm_model import build_unet, load_unet
 
 
@@ -33,6 +33,7 @@ class DDPMConfig:
     classes: tuple[str, ...] = ("MEL",)
     conditional: bool = False
     max_steps: int = 10000
+    epochs: int = 0  # > 0: the run's length in epochs over the training images (then max_steps is ignored)
     batch_size: int = 16
     lr: float = 1e-4
     warmup_steps: int = 500
@@ -51,6 +52,19 @@ class DDPMConfig:
     seed: int = 0
 
 
+def micro_size(cfg: DDPMConfig) -> int:
+    """Images in one micro-batch over all processes (the batch split over gradient accumulation)."""
+    return max(1, cfg.batch_size // cfg.grad_accum)
+
+
+def run_steps(cfg: DDPMConfig, n_images: int) -> int:
+    """Optimiser steps of the run: ``epochs`` over the images (each epoch ceil(n / micro-batch) micro-batches,
+    the last one smaller), or ``max_steps``."""
+    if cfg.epochs > 0:
+        return max(1, -(-cfg.epochs * -(-n_images // micro_size(cfg)) // cfg.grad_accum))
+    return max(1, cfg.max_steps)
+
+
 def _setup(train_shard: Path, out: Path, cfg: DDPMConfig):
     from accelerate import Accelerator
     from accelerate.utils import set_seed
@@ -66,7 +80,7 @@ def _setup(train_shard: Path, out: Path, cfg: DDPMConfig):
     acc = Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum,
                       cpu=not torch.cuda.is_available())
     opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, betas=(0.95, 0.999), weight_decay=cfg.weight_decay)
-    lr_sched = get_cosine_schedule_with_warmup(opt, cfg.warmup_steps, max(cfg.max_steps, 1))
+    lr_sched = get_cosine_schedule_with_warmup(opt, cfg.warmup_steps, run_steps(cfg, len(data)))
     ema = EMAModel(unet.parameters(), decay=cfg.ema_decay, use_ema_warmup=True, inv_gamma=1.0, power=0.75)
     # lr_sched is not prepared: Accelerate would step it once per process per call (N x too fast on N
     # processes); it steps once per optimiser step below and is saved with the state all the same.
@@ -89,13 +103,24 @@ def _save(acc, out: Path, progress: Progress) -> None:
         progress.save(out / "progress.json")
 
 
+def _draws(data: TrainImages, cfg: DDPMConfig, micro: int, rank: int, world: int):
+    """This process's part of micro-batch ``micro``: images, labels, noise and timesteps. Flips, noise and
+    timesteps are drawn for the whole global micro-batch from (seed, micro) and sliced, so they do not depend
+    on the number of processes."""
+    batch, mine = micro_batch(len(data), micro_size(cfg), cfg.seed, micro, rank, world)
+    x, labels = data.batch(batch[mine], False)
+    gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + micro)
+    flip = torch.rand(len(batch), generator=gen)[mine] < 0.5
+    eps = torch.randn((len(batch), *x.shape[1:]), generator=gen)[mine]
+    t = torch.randint(0, cfg.num_train_timesteps, (len(batch),), generator=gen)[mine]
+    if cfg.random_flip:
+        x = torch.where(flip[:, None, None, None], x.flip(3), x)
+    return x, labels, eps, t
+
+
 def _step(acc, unet, opt, lr_sched, noise, data: TrainImages, cfg: DDPMConfig, micro: int) -> float:
-    per_process = max(1, cfg.batch_size // (acc.num_processes * cfg.grad_accum))
-    rng = np.random.default_rng([cfg.seed, micro, acc.process_index])
-    x, labels = data.batch(rng.integers(0, len(data), per_process), cfg.random_flip)
-    x = x.to(acc.device)
-    eps = torch.randn_like(x)
-    t = torch.randint(0, cfg.num_train_timesteps, (len(x),), device=acc.device)
+    x, labels, eps, t = _draws(data, cfg, micro, acc.process_index, acc.num_processes)
+    x, eps, t = x.to(acc.device), eps.to(acc.device), t.to(acc.device)
     with acc.accumulate(unet):
         with acc.autocast():
             pred = unet(noise.add_noise(x, eps, t), t, class_labels=labels.to(acc.device) if cfg.conditional else None).sample
@@ -117,20 +142,20 @@ def train_ddpm(train_shard: str | os.PathLike, out: str | os.PathLike, cfg: DDPM
     out.mkdir(parents=True, exist_ok=True)
     acc, unet, opt, lr_sched, ema, noise, data, p = _setup(Path(train_shard), out, cfg)
     start, losses = time.perf_counter(), []
-    bar = progress(total=cfg.max_steps, initial=p.step, desc=f"ddpm {out.name}", unit="step",
-                   enabled=acc.is_main_process)
+    steps = run_steps(cfg, len(data))
+    bar = progress(total=steps, initial=p.step, desc=f"ddpm {out.name}", unit="step", enabled=acc.is_main_process)
     with StopFlag() as stop, bar:
-        while p.step < cfg.max_steps:
+        while p.step < steps:
             for _ in range(cfg.grad_accum):
                 losses.append(_step(acc, unet, opt, lr_sched, noise, data, cfg, p.batch))
                 p.batch += 1  # micro-batches so far: the data seed of the next one
             ema.step(unet.parameters())
             p.step += 1
             bar.update(1)
-            if p.step % cfg.log_every == 0 or p.step == cfg.max_steps:
+            if p.step % cfg.log_every == 0 or p.step == steps:
                 p.curves.append({"step": p.step, "loss": round(float(np.mean(losses)), 6), "lr": lr_sched.get_last_lr()[0]})
                 losses = []
-            if stop.requested or (stop_after_steps is not None and p.step >= stop_after_steps and p.step < cfg.max_steps):
+            if stop.requested or (stop_after_steps is not None and p.step >= stop_after_steps and p.step < steps):
                 _save(acc, out, p)
                 raise Preempted(f"stopped at step {p.step}; state saved in {out / 'state'}")
             if cfg.checkpoint_every and p.step % cfg.checkpoint_every == 0:
@@ -163,10 +188,11 @@ def _snapshot(acc, unet, ema, noise, out: Path, cfg: DDPMConfig, step: int, curv
 
 def _summary(acc, unet, ema, data: TrainImages, out: Path, cfg: DDPMConfig, p: Progress, seconds: float) -> dict:
     write_rank_digest(acc.unwrap_model(unet), out, acc.process_index)
-    per_process = max(1, cfg.batch_size // (acc.num_processes * cfg.grad_accum))
+    per_process = max(1, micro_size(cfg) // acc.num_processes)
     summary = {"config": asdict(cfg), "steps": p.step, "seconds_this_process": round(seconds, 2),
                "num_processes": acc.num_processes, "per_process_batch": per_process,
-               "effective_batch": per_process * acc.num_processes * cfg.grad_accum,
+               "effective_batch": micro_size(cfg) * cfg.grad_accum,
+               "epochs_seen": round(p.batch * micro_size(cfg) / max(1, len(data)), 3),
                "train_images": len(data), "train_image_ids_sha256": data.ids_sha256(), "train_shard": data.source,
                "final_loss": p.curves[-1]["loss"] if p.curves else None}
     if acc.is_main_process:

@@ -13,6 +13,18 @@ from ..data.shards import ShardReader
 from ..errors import UserError
 
 
+def micro_batch(n: int, micro_size: int, seed: int, micro: int, rank: int = 0, world: int = 1) -> tuple[np.ndarray, slice]:
+    """Micro-batch ``micro`` of shuffled epochs over ``n`` images (the example's shuffled DataLoader, no
+    drop_last: an epoch's last batch is smaller): its global indices and this process's slice of them.
+    Processes split each global batch, so together they train on what one process would."""
+    per_epoch = -(-n // micro_size)
+    epoch, k = divmod(micro, per_epoch)
+    order = np.random.default_rng([seed, epoch]).permutation(n)
+    batch = order[k * micro_size:(k + 1) * micro_size]
+    bounds = np.linspace(0, len(batch), world + 1).round().astype(int)
+    return batch, slice(int(bounds[rank]), int(bounds[rank + 1]))
+
+
 class TrainImages:
     """uint8 images (N, R, R, 3) of ``classes`` from a train shard, with their labels and ids."""
 

@@ -167,7 +167,7 @@ FIELDS: dict[type, dict[str, Rule | SetBy]] = {
         "channels": each(Rule(lambda v: _is_int(v) and v > 0 and v % GROUP_NORM == 0,
                               f"a positive multiple of {GROUP_NORM}", bad=16), empty_ok=True, unique=False),
         "layers_per_block": ints(1), "classes": SetBy("classify.target_class"), "conditional": BOOL,
-        "max_steps": ints(1), "batch_size": ints(1), "lr": POS, "warmup_steps": ints(0), "weight_decay": NONNEG,
+        "max_steps": ints(1), "epochs": ints(0), "batch_size": ints(1), "lr": POS, "warmup_steps": ints(0), "weight_decay": NONNEG,
         "grad_clip": POS, "mixed_precision": PRECISION, "grad_accum": ints(1), "ema_decay": FRACTION,
         "num_train_timesteps": ints(1), "random_flip": BOOL, "checkpoint_every": ints(0), "grid_images": ints(0),
         "grid_steps": ints(1), "log_every": ints(1), "init_from": ANY, "seed": SetBy("generate.seed"),
@@ -306,7 +306,7 @@ def _ddpm_steps(s: StudySpec) -> str | None:
     for key, steps in (("generate.sampling_steps", g.sampling_steps), ("generate.ddpm.grid_steps", d.grid_steps)):
         if steps > d.num_train_timesteps:
             return f"{key} = {steps}: must be <= generate.ddpm.num_train_timesteps ({d.num_train_timesteps})"
-    if d.warmup_steps > d.max_steps:
+    if not d.epochs and d.warmup_steps > d.max_steps:
         return f"generate.ddpm.warmup_steps = {d.warmup_steps}: must be <= generate.ddpm.max_steps ({d.max_steps})"
     return None
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from .plan import Cell
-from .store import cell_state, marker, process_start
+from .store import cell_state, marker, process_start, process_stat
 
 log = logging.getLogger(__name__)
 LOCK_NAME = ".driver.lock"
@@ -92,10 +92,11 @@ def _alive_here(info: dict) -> bool:
 def _submitit_controller(pid: int) -> int | None:
     """The submitit local controller that started worker ``pid`` (it restarts a worker that exits to be
     requeued, so it goes first), or None."""
+    stat = process_stat(pid)
     try:
-        ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        ppid = int(stat[1]) if stat else -1
         cmdline = Path(f"/proc/{ppid}/cmdline").read_bytes()
-    except (OSError, ValueError, IndexError):
+    except (OSError, ValueError):
         return None
     return ppid if b"submitit" in cmdline else None
 
@@ -118,10 +119,8 @@ def _end_process(pid: int, grace: float) -> None:
 
 
 def _zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return True
+    stat = process_stat(pid)
+    return stat is None or stat[0] == "Z"
 
 
 def _slurm_alive(job_id: str) -> bool:

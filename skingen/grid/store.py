@@ -52,14 +52,20 @@ def marker(path: Path) -> dict:
         return {}
 
 
+def process_stat(pid: int) -> list[str] | None:
+    """The fields of ``/proc/PID/stat`` after the command name (state, ppid, ...), or None if there is no such
+    process on this host."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
 def process_start(pid: int) -> str | None:
     """The start time (clock ticks since boot) of process ``pid`` on this host, or None if there is none;
     with the pid it names a process even after its pid is reused."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[1].split()[19]
+    stat = process_stat(pid)
+    return None if stat is None else stat[19]
 
 
 def _job_info() -> dict:

@@ -1,16 +1,16 @@
-"""Calibration of the report's inference on simulated studies (issue 15; PROTOCOL rules 7 and 9).
+"""Calibration of the report's inference on simulated studies (issues 15 and 24; PROTOCOL rules 7 and 9).
 
-Simulates whole studies' predictions without training (skingen/report/simulate.py) and runs the
-report's joint bootstrap and effects on each:
-  * null studies: how often each factor's 95 % interval excludes 0 (target <= 7.5 %: preprocessing,
-    generator, each architecture contrast, |generator| - |preprocessing|);
-  * planted studies: power for a +0.03 macro-F1 preprocessing effect;
-  * per-cell coverage of the population value (target >= 0.93);
-  * the paper-sized report: 2 pipelines x 6 arms x 5 models x 3 seeds, 3 generator instances,
-    2,200 test images, 2,000 replicates (target <= 120 s on 2 cores), against a per-replicate loop
-    of the same metrics (the baseline, timed side by side on a few cells).
+Simulates whole studies' predictions without training (skingen/report/simulate.py) and runs the report's
+joint bootstrap, effects and deltas on each. Scenarios (each rate with its 95 % Wilson interval):
+  * null: independent seed effects, 3 seeds, 3 generator instances, 500 test images;
+  * shared: a class bias per (pipeline, seed) shared by every arm and model of the pipeline;
+  * single: one generator instance per (pipeline, generator) with a large instance-to-instance variance;
+  * small: 55 test images (a handful of melanoma lesions);
+then the width of each interval over the true spread of its estimate (null), power for +0.03 and +0.06
+macro-F1 preprocessing effects, per-cell and per-unit coverage of the population macro-F1 and melanoma F1,
+a planted large arm effect through Holm at paper size, and the paper-sized report's time.
 
-Usage: python benchmarks/bench_calibration.py [--studies 400] [--boot 500] [--power 100] [--skip-paper]
+Usage: python benchmarks/bench_calibration.py [--studies 400] [--boot 500] [--power 100] [--coverage 200]
 """
 from __future__ import annotations
 
@@ -23,72 +23,112 @@ from tqdm import tqdm
 
 from skingen.metrics.diagnostic import all_metrics
 from skingen.report.effects import delta_records, factor_effects
-from skingen.report.joint import cluster_weights, run_joint_bootstrap
+from skingen.report.joint import run_joint_bootstrap
 from skingen.report.simulate import SimulatedStudy, simulate
+from skingen.report.verdict import verdicts
 
 NULL = SimulatedStudy(n_images=500, arms=("real", "gta", "synthetic_stylegan2_ada", "synthetic_ddpm"),
                       models=("resnet50", "resnet18", "vit_b16"), seeds=3, instances=3)
+SCENARIOS = {"null": NULL, "shared": replace(NULL, shared_seed_bias=0.3),
+             "single": replace(NULL, instances=1, instance_shift=0.6), "small": replace(NULL, n_images=55)}
+PAPER = replace(NULL, n_images=2200, arms=("real", "gta", "oversample", "class_weighted", "synthetic_stylegan2_ada",
+                                           "synthetic_ddpm"),
+                models=("resnet50", "resnet18", "vit_b16", "efficientnet_b0", "vgg16"))
 
 
-def rejection_rates(sim: SimulatedStudy, n: int, n_boot: int, offset: int = 0) -> dict:
-    """(factor, contrast, metric) -> fraction of studies whose interval excludes 0."""
-    hits: dict = {}
-    for k in tqdm(range(n), desc="simulated studies", unit="study"):
+def wilson(hits: int, n: int) -> tuple[float, float]:
+    """95 % Wilson interval of a binomial rate."""
+    z, p = 1.959964, hits / n
+    centre, half = (p + z * z / (2 * n)) / (1 + z * z / n), z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return centre - half, centre + half
+
+
+def _statistics(jb, metric: str = "macro_f1"):
+    """(name, status, estimate, lo, hi) of every factor effect and of the basic/resnet50 deltas."""
+    for e in factor_effects(jb, "resnet50"):
+        if e["metric"] == metric and e["ci"][0] is not None:
+            yield f"{e['factor']}: {e['contrast']}", e["status"], e["effect"], *e["ci"]
+    for r in delta_records(jb):
+        if r["pipeline"] == "basic" and r["model"] == "resnet50" and r[metric]["ci"][0] is not None:
+            yield f"delta: {r['arm']} - real", "ok", r[metric]["delta"], *r[metric]["ci"]
+
+
+def run_scenario(sim: SimulatedStudy, n: int, n_boot: int, offset: int = 0) -> dict:
+    """name -> dict(hits, estimates, widths, statuses), plus the verdicts' 'Resolved' count and undefined shares."""
+    out: dict = {"_resolved": 0, "_studies": n, "_no_mel": []}
+    for k in tqdm(range(n), desc="simulated studies", unit="study", leave=False):
         jb = run_joint_bootstrap(simulate(sim, offset + k), n_boot, k, progress=False)
-        for e in factor_effects(jb, "resnet50"):
-            if e["metric"] in ("macro_f1", "mel_f1") and e["ci"][0] is not None:
-                hits.setdefault((e["factor"], e["contrast"], e["metric"]), []).append(not e["ci"][0] <= 0 <= e["ci"][1])
-    return {key: float(np.mean(v)) for key, v in hits.items()}
+        for name, status, est, lo, hi in _statistics(jb):
+            rec = out.setdefault(name, {"hits": [], "est": [], "width": [], "status": set()})
+            rec["hits"].append(not lo <= 0 <= hi)
+            rec["est"].append(est)
+            rec["width"].append(hi - lo)
+            rec["status"].add(status)
+        out["_resolved"] += sum("Resolved" in t for t in verdicts(factor_effects(jb, "resnet50"), jb))
+        out["_no_mel"].append(float(np.isnan(jb.values["mel_sensitivity"]).mean()))
+    return out
 
 
-def population_macro_f1(sim: SimulatedStudy, n_images: int = 60000, draws: int = 12) -> float:
-    """Macro-F1 of a real-arm cell on an effectively infinite test set, averaged over seed draws."""
+def report_scenario(label: str, res: dict) -> None:
+    """Print each statistic's rejection rate (Wilson interval) and width over true spread."""
+    n = res["_studies"]
+    print(f"\n{label}: {n} null studies; fraction of 95 % intervals excluding 0 (target <= 0.075) | width / "
+          "(2 x 1.96 x sd of the estimate over studies)")
+    for name, rec in sorted((k, v) for k, v in res.items() if not k.startswith("_")):
+        hits = int(np.sum(rec["hits"]))
+        lo, hi = wilson(hits, len(rec["hits"]))
+        ratio = np.mean(rec["width"]) / (2 * 1.96 * np.std(rec["est"]))
+        print(f"  {name:62s} {'/'.join(sorted(rec['status'])):16s} {hits / len(rec['hits']):.3f} "
+              f"[{lo:.3f}, {hi:.3f}]  width/spread {ratio:.2f}")
+    print(f"  verdicts saying 'Resolved': {res['_resolved']} of {2 * n}; replicates with no melanoma-sensitivity "
+          f"(no melanoma drawn): {np.mean(res['_no_mel']):.4f}")
+
+
+def population(sim: SimulatedStudy, metric: str, n_images: int = 60000, draws: int = 12) -> float:
+    """A real-arm cell's metric on an effectively infinite test set, averaged over seed draws."""
     big = replace(sim, n_images=n_images, arms=("real",), models=("resnet50",), pipelines=("basic",), seeds=draws)
     study = simulate(big, 99)
-    return float(np.mean([all_metrics(study.y, c.prob)["macro_f1"] for c in study.cells]))
+    return float(np.mean([all_metrics(study.y, c.prob)[metric] for c in study.cells]))
 
 
-def planted_skill(sim: SimulatedStudy, target: float = 0.03) -> float:
+def planted_skill(sim: SimulatedStudy, target: float) -> float:
     """The skill increment that raises population macro-F1 by ``target`` (linear interpolation)."""
-    base = population_macro_f1(sim)
-    lo, hi = 0.0, 0.4
-    gain_hi = population_macro_f1(replace(sim, skill=sim.skill + hi)) - base
-    return hi * target / gain_hi
+    gain = population(replace(sim, skill=sim.skill + 0.4), "macro_f1") - population(sim, "macro_f1")
+    return 0.4 * target / gain
 
 
-def coverage(sim: SimulatedStudy, n: int, n_boot: int) -> float:
-    """Fraction of (study, real/gta unit) intervals of macro-F1 containing the population value."""
-    truth = population_macro_f1(sim)
-    inside = []
-    for k in tqdm(range(n), desc="coverage studies", unit="study"):
+def coverage(sim: SimulatedStudy, n: int, n_boot: int) -> dict:
+    """metric -> fraction of (study, real/gta unit) intervals containing the population value."""
+    truth = {m: population(sim, m) for m in ("macro_f1", "mel_f1")}
+    inside: dict = {m: [] for m in truth}
+    for k in tqdm(range(n), desc="coverage studies", unit="study", leave=False):
         jb = run_joint_bootstrap(simulate(sim, 5000 + k), n_boot, k, progress=False)
-        for unit, (_, lo, hi, _) in jb.summary("macro_f1").items():
-            if unit[1] in ("real", "gta"):
-                inside.append(lo <= truth <= hi)
-    return float(np.mean(inside))
+        for m in truth:
+            for unit, (_, lo, hi, _) in jb.summary(m).items():
+                if unit[1] in ("real", "gta"):
+                    inside[m].append(lo <= truth[m] <= hi)
+    return {m: float(np.mean(v)) for m, v in inside.items()}
+
+
+def holm_power(n: int) -> None:
+    """Paper-sized tables (150 p-values) with a large planted synthetic-DDPM effect: share surviving Holm."""
+    sim = replace(PAPER, n_images=500, instances=2, planted={"arm:synthetic_ddpm": 1.0})
+    passed = []
+    for k in tqdm(range(n), desc="Holm studies", unit="study", leave=False):
+        rows = delta_records(run_joint_bootstrap(simulate(sim, 20000 + k), 2000, k, progress=False))
+        passed += [r["macro_f1"]["p_holm"] < 0.05 for r in rows if r["arm"].startswith("synthetic_ddpm")]
+    print(f"\nplanted large arm effect (+1.0 skill on synthetic_ddpm), {len(passed)} rows in {n} paper-sized tables: "
+          f"{np.mean(passed):.3f} reach Holm-adjusted p < 0.05")
 
 
 def paper_timing(n_boot: int = 2000) -> None:
-    """The paper-sized report's inference, and a per-replicate loop baseline on the same data."""
-    sim = SimulatedStudy(n_images=2200, arms=("real", "gta", "oversample", "class_weighted", "synthetic_stylegan2_ada",
-                                              "synthetic_ddpm"),
-                         models=("resnet50", "resnet18", "vit_b16", "efficientnet_b0", "vgg16"), seeds=3, instances=3)
-    study = simulate(sim, 0)
+    """The paper-sized report's inference time."""
+    study = simulate(PAPER, 0)
     start = time.perf_counter()
     jb = run_joint_bootstrap(study, n_boot, 0)
     effects, deltas = factor_effects(jb, "resnet50"), delta_records(jb)
-    seconds = time.perf_counter() - start
-    w = cluster_weights(study.cluster, 20, np.random.default_rng(0))
-    start = time.perf_counter()
-    for cell in study.cells[:3]:
-        for r in range(1, 21):
-            idx = np.repeat(np.arange(len(study.y)), w[r].astype(int))
-            all_metrics(study.y[idx], cell.prob[idx])
-    loop = (time.perf_counter() - start) / 60 * len(study.cells) * n_boot
     print(f"paper-sized report inference: {len(study.cells)} cells, {len(study.y)} test images, {n_boot} replicates, "
-          f"{len(effects)} effects, {len(deltas)} delta rows: {seconds:.1f} s (target <= 120 s); "
-          f"per-replicate loop baseline (extrapolated from 60 cell-replicates): {loop:.0f} s; "
-          f"speed-up {loop / seconds:.0f}x")
+          f"{len(effects)} effects, {len(deltas)} delta rows: {time.perf_counter() - start:.1f} s (target <= 120 s)")
 
 
 def main() -> None:
@@ -96,23 +136,28 @@ def main() -> None:
     parser.add_argument("--studies", type=int, default=400)
     parser.add_argument("--boot", type=int, default=500)
     parser.add_argument("--power", type=int, default=100)
-    parser.add_argument("--coverage", type=int, default=100)
+    parser.add_argument("--coverage", type=int, default=200)
+    parser.add_argument("--holm", type=int, default=5)
+    parser.add_argument("--only", nargs="*", default=list(SCENARIOS))
     parser.add_argument("--skip-paper", action="store_true")
     args = parser.parse_args()
     if not args.skip_paper:
         paper_timing()
-    rates = rejection_rates(NULL, args.studies, args.boot)
-    print(f"null studies: {args.studies}, {args.boot} replicates each; fraction of 95 % intervals excluding 0 "
-          "(target <= 0.075):")
-    for (factor, contrast, metric), rate in sorted(rates.items()):
-        print(f"  {factor:27s} {contrast:45s} {metric:9s} {rate:.3f}")
-    delta = planted_skill(NULL)
-    planted = replace(NULL, planted={"pipeline:advanced": delta})
-    power = rejection_rates(planted, args.power, args.boot, offset=10_000)
-    print(f"planted +0.03 macro-F1 preprocessing effect (skill +{delta:.3f}): power "
-          f"{power[('preprocessing', 'advanced - basic', 'macro_f1')]:.2f} over {args.power} studies")
-    print(f"per-cell coverage of the population macro-F1 (real/gta units): {coverage(NULL, args.coverage, args.boot):.3f} "
-          "(target >= 0.93)")
+    for name in args.only:
+        report_scenario(name, run_scenario(SCENARIOS[name], args.studies, args.boot))
+    for target in (0.03, 0.06):
+        delta = planted_skill(NULL, target)
+        res = run_scenario(replace(NULL, planted={"pipeline:advanced": delta}), args.power, args.boot, 10_000)
+        hits = res["preprocessing: advanced - basic"]["hits"]
+        lo, hi = wilson(int(np.sum(hits)), len(hits))
+        print(f"\nplanted +{target} macro-F1 preprocessing effect (skill +{delta:.3f}): power {np.mean(hits):.2f} "
+              f"[{lo:.2f}, {hi:.2f}] over {args.power} studies")
+    for label, sim in (("3 seeds (unit = mean over seeds)", NULL),
+                       ("1 seed, no seed bias (unit = one cell)", replace(NULL, seeds=1, seed_bias=0.0))):
+        cov = coverage(sim, args.coverage, args.boot)
+        print(f"\ncoverage of the population value, real/gta units, {label}: macro-F1 {cov['macro_f1']:.3f}, "
+              f"melanoma F1 {cov['mel_f1']:.3f} (target >= 0.94)")
+    holm_power(args.holm)
 
 
 if __name__ == "__main__":

@@ -201,3 +201,16 @@ def test_sync_batchnorm_is_chosen_for_several_gpu_processes_only():
     assert uses_sync_batchnorm(cfg, acc(2, "cuda")) and not uses_sync_batchnorm(cfg, acc(1, "cuda"))
     assert not uses_sync_batchnorm(cfg, acc(2, "cpu"))
     assert not uses_sync_batchnorm(TrainConfig(sync_batchnorm=False), acc(8, "cuda"))
+
+
+def test_cells_with_one_seed_share_initial_weights_and_data_order():
+    """Issue 24 item 1: the report resamples seed labels jointly because a seed fixes the same start everywhere."""
+    from skingen.classify.train import initial_model
+
+    cfg = TrainConfig(**{**TINY, "seed": 3})
+    first = initial_model(cfg, 5, 32).state_dict()
+    torch.randn(1000)  # whatever an arm or pipeline drew before
+    again = initial_model(cfg, 5, 32).state_dict()
+    other = initial_model(TrainConfig(**{**TINY, "seed": 4}), 5, 32).state_dict()
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    assert any(not torch.equal(first[k], other[k]) for k in first if first[k].is_floating_point())

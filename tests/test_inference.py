@@ -5,12 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from scipy.stats import norm
+from scipy.stats import t as t_dist
 from sklearn import metrics as skm
 
 from skingen.metrics.diagnostic import MEL, METRIC_KEYS, all_metrics
 from skingen.metrics.weighted import replicate_metrics
 from skingen.report.effects import delta_records, factor_effects
-from skingen.report.joint import _draws, cluster_weights, hierarchy_weights, run_joint_bootstrap
+from skingen.report.components import Parts, combine, label_share, small_sample_factor
+from skingen.report.joint import cluster_weights, label_weights, run_joint_bootstrap
 from skingen.report.simulate import SimulatedStudy, simulate
 from skingen.report.stats import bootstrap_p, holm, interval
 from skingen.report.verdict import verdicts
@@ -48,18 +50,26 @@ def test_dor_is_na_when_no_melanoma_is_predicted():
     assert np.isnan(got["mel_dor"]).all() and np.isnan(all_metrics(y, prob)["mel_dor"])
 
 
-def _brute_force_unit_means(study, n_boot, seed):
-    """The joint bootstrap's replicates recomputed image by image with ``all_metrics`` and explicit loops."""
+def _brute_force_parts(study, n_boot, seed):
+    """The joint bootstrap's parts recomputed image by image with ``all_metrics`` and explicit loops."""
     rng = np.random.default_rng(seed)
-    w_img = cluster_weights(study.cluster, n_boot, rng)
-    weights = hierarchy_weights(study.cells, n_boot, rng)
-    units = sorted({c.unit for c in study.cells})
-    out = {u: np.zeros(n_boot + 1) for u in units}
+    w_img = cluster_weights(study.cluster, n_boot, rng, study.y)
+    weights = label_weights(study.cells, n_boot, rng)
+    v = np.zeros((len(study.cells), n_boot + 1))
     for r in range(n_boot + 1):
         idx = np.repeat(np.arange(len(study.y)), w_img[r].astype(int))
         for k, cell in enumerate(study.cells):
-            out[cell.unit][r] += weights[k, r] * all_metrics(study.y[idx], cell.prob[idx])["macro_f1"]
-    return units, out
+            v[k, r] = all_metrics(study.y[idx], cell.prob[idx])["macro_f1"]
+    out = {}
+    for u in sorted({c.unit for c in study.cells}):
+        ks = [k for k, c in enumerate(study.cells) if c.unit == u]
+        image = v[ks].mean(0)
+        w = weights[ks]
+        hier = (w * v[ks, :1]).sum(0) / w.sum(0) - image[0]
+        dev = v[ks] - v[ks, :1]
+        noise = (w * dev).sum(0) / w.sum(0) - dev.mean(0)
+        out[u] = (image, hier, noise)
+    return out
 
 
 def test_joint_bootstrap_equals_a_brute_force_recomputation():
@@ -67,28 +77,73 @@ def test_joint_bootstrap_equals_a_brute_force_recomputation():
                          seeds=2, instances=2)
     study = simulate(sim, 3)
     jb = run_joint_bootstrap(study, n_boot=12, seed=5)
-    units, brute = _brute_force_unit_means(study, 12, 5)
-    assert jb.units == units
-    for i, u in enumerate(units):
-        assert np.allclose(jb.values["macro_f1"][i], brute[u], atol=1e-9), u
+    brute = _brute_force_parts(study, 12, 5)
+    assert jb.units == sorted(brute)
+    parts = jb.parts["macro_f1"]
+    for i, u in enumerate(jb.units):
+        for got, want in zip((parts.image[i], parts.hier[i], parts.noise[i]), brute[u]):
+            assert np.allclose(got, want, atol=1e-9), u
     # column 0 is the plain estimate: mean over seeds and instances of each cell's test-set metric
     real = [c for c in study.cells if c.arm == "real" and c.pipeline == "basic"]
     mean = np.mean([all_metrics(study.y, c.prob)["macro_f1"] for c in real])
-    assert jb.values["macro_f1"][units.index(("basic", "real", "resnet50")), 0] == pytest.approx(mean)
+    assert jb.values["macro_f1"][jb.units.index(("basic", "real", "resnet50")), 0] == pytest.approx(mean)
 
 
-def test_every_replicate_shares_one_cluster_draw_across_cells():
-    y = np.zeros(6, int)
-    w = cluster_weights(np.array([0, 0, 1, 2, 2, 2]), 50, np.random.default_rng(0))
+def test_replicates_combine_the_parts_as_documented():
+    """estimate + f x (a x (image deviation - 2 x its mean) + s x hier): s^2 = share x n/(n - 1), the share
+    pooled as sum(var(hier) - var(noise)) / sum(var(hier)), f = t/z at the Satterthwaite df."""
+    rng = np.random.default_rng(0)
+    image = np.r_[0.5, 0.5 - 0.01 + 0.02 * rng.normal(size=4000)]  # the bootstrap sits 0.01 below: biased
+    hier = np.r_[0.0, 0.03 * rng.normal(size=4000)]
+    noise = np.r_[0.0, 0.01 * rng.normal(size=4000)]
+    share = label_share(Parts(image, hier, noise))
+    assert share == pytest.approx(1 - 0.01 ** 2 / 0.03 ** 2, abs=0.02)
+    two = Parts(np.vstack([image, image]), np.vstack([hier, 2 * noise]), np.vstack([noise, noise]))
+    assert label_share(two) == pytest.approx((0.03 ** 2 - 0.01 ** 2 + 0.02 ** 2 - 0.01 ** 2) / (0.03 ** 2 + 0.02 ** 2),
+                                             abs=0.02)  # pooled: sums, not a mean of ratios
+    out = combine(Parts(image, hier, noise), levels=3, share=share, image_inflation=1.1)
+    assert out[0] == 0.5
+    assert np.mean(out[1:]) == pytest.approx(0.51, abs=2e-3)  # centred on estimate - bias
+    var_image, var_labels = (1.1 * 0.02) ** 2, 1.5 * share * hier[1:].var()
+    df = (var_image + var_labels) ** 2 / (var_labels ** 2 / 2)
+    factor = t_dist.ppf(0.975, df) / norm.ppf(0.975)
+    assert 1.0 < factor == pytest.approx(small_sample_factor(var_image, var_labels, 3), rel=0.01)
+    assert np.std(out[1:]) == pytest.approx(factor * np.sqrt(var_image + var_labels), rel=0.05)
+    # no label variance beyond the image-level noise: the label part drops out entirely
+    assert label_share(Parts(image, noise, hier)) == 0.0
+    one_seed = combine(Parts(image, hier, noise), levels=1, share=share)
+    assert np.std(one_seed[1:]) == pytest.approx(0.02, rel=0.05)
+    assert combine(Parts(np.r_[0.99, np.full(10, 0.999)], np.zeros(11), np.zeros(11)), 3, 0.0, (0.0, 1.0)).max() <= 1.0
+
+
+def test_every_replicate_shares_one_cluster_draw_within_each_class():
+    cluster = np.array([0, 0, 1, 2, 2, 2, 3, 4])
+    y = np.array([3, 3, 0, 0, 0, 0, 3, 0])  # clusters 0 and 3 are melanoma
+    w = cluster_weights(cluster, 200, np.random.default_rng(0), y)
     assert (w[0] == 1).all() and (w[:, 0] == w[:, 1]).all() and (w[:, 3] == w[:, 5]).all()  # whole clusters
-    assert (w[1:, [0, 2, 3]].sum(1) == 3).all() and len(y) == w.shape[1]
+    assert (w[1:, [0, 6]].sum(1) == 2).all() and (w[1:, [2, 3, 7]].sum(1) == 3).all()  # class sizes kept
+    plain = cluster_weights(cluster, 200, np.random.default_rng(0))
+    assert (plain[1:, [0, 6]].sum(1) == 0).any()  # without strata some replicates lose every melanoma
 
 
-def test_seed_draws_have_the_unbiased_variance_of_a_mean():
-    x = np.array([0.2, 0.5, 0.9])
-    draws = _draws(3, 20000, np.random.default_rng(0))
-    assert np.allclose(draws.sum(1), 1.0) and np.allclose(draws[0], 1 / 3)
-    assert (draws[1:] @ x).var() == pytest.approx(x.var(ddof=1) / 3, rel=0.05)  # not (n-1)/n of it
+def test_label_draws_are_shared_by_every_cell_that_carries_the_label():
+    sim = SimulatedStudy(n_images=60, arms=("real", "synthetic_ddpm"), models=("resnet50", "resnet18"), seeds=3,
+                         instances=2)
+    cells = simulate(sim, 0).cells
+    w = label_weights(cells, 500, np.random.default_rng(0))
+    assert (w >= 0).all() and (w[:, 0] == 1).all()
+    real = [k for k, c in enumerate(cells) if c.arm == "real"]
+    by_seed = {c.seed: w[k] for k, c in zip(real, [cells[k] for k in real])}
+    for k in real:  # one seed draw for both pipelines and both models
+        assert (w[k] == by_seed[cells[k].seed]).all()
+    assert sum(by_seed[s][1:] for s in range(3)).tolist() == [3.0] * 500
+    synth = [k for k, c in enumerate(cells) if c.generator is not None]
+    for k in synth:  # seed count x instance count; one instance draw per (pipeline, generator)
+        inst = [j for j in synth if cells[j].instance == cells[k].instance and cells[j].seed == 0
+                and cells[j].pipeline == cells[k].pipeline][0]
+        assert (w[k] * by_seed[0] == w[inst] * by_seed[cells[k].seed]).all()
+    first = {c.pipeline: w[k] for k, c in enumerate(cells) if k in synth and c.seed == 0 and c.instance == 0}
+    assert not np.array_equal(first["basic"], first["advanced"])  # two trained networks, two draws
 
 
 def test_interval_p_value_and_holm_by_hand():
@@ -115,32 +170,54 @@ def test_null_studies_rarely_find_an_effect_and_a_planted_one_is_found():
     sim = SimulatedStudy(n_images=300, arms=("real", "synthetic_stylegan2_ada", "synthetic_ddpm"), seeds=3, instances=3)
     null = _rejections(sim, 12, 200)
     assert all(rate <= 2 / 12 for rate in null.values()), null
+    shared = _rejections(SimulatedStudy(**{**sim.__dict__, "shared_seed_bias": 0.3}), 12, 200)
+    assert all(rate <= 2 / 12 for rate in shared.values()), shared
     planted = SimulatedStudy(**{**sim.__dict__, "planted": {"pipeline:advanced": 0.8}})
     assert _rejections(planted, 4, 200)["preprocessing"] == 1.0
 
 
 def test_deltas_and_verdict_on_a_null_study_say_not_resolved():
-    sim = SimulatedStudy(n_images=300, seeds=2, instances=1)
+    sim = SimulatedStudy(n_images=300, seeds=2, instances=2)
     jb = run_joint_bootstrap(simulate(sim, 7), 300, 0)
     effects = factor_effects(jb, "resnet50")
     text = verdicts(effects, jb)
     assert len(text) == 2 and all("|generator| − |preprocessing|" in t for t in text)
     assert text[0].startswith("On macro-F1 (95 %") and text[1].startswith("On melanoma F1 (95 %")
-    assert all("compares single trained instances" in t for t in text)
     assert any("Not resolved" in t or "Resolved" in t for t in text)
     rows = delta_records(jb)
     assert len(rows) == 2 * 3 * 2 and all(r["macro_f1"]["p_holm"] >= r["macro_f1"]["p"] for r in rows)
+    assert all("2 classifier-seed labels" in r["resampled"] for r in rows)
     arch = [e for e in effects if e["factor"] == "architecture" and e["metric"] == "macro_f1"]
     assert [e["contrast"] for e in arch] == ["resnet18 - resnet50"]
+    gen = next(e for e in effects if e["factor"] == "generator" and e["metric"] == "macro_f1")
+    assert gen["status"] == "ok" and "2 generator-instance labels" in gen["resampled"]
+
+
+def test_one_instance_cannot_answer_the_generator_question():
+    """Issue 24 item 2: a large instance-to-instance variance with one trained instance per generator."""
+    sim = SimulatedStudy(n_images=300, seeds=3, instances=1, instance_shift=1.5)
+    for k in range(3):
+        jb = run_joint_bootstrap(simulate(sim, k), 300, 0)
+        effects = factor_effects(jb, "resnet50")
+        pick = {(e["factor"], e["metric"]): e for e in effects}
+        gen, cmp = pick[("generator", "macro_f1")], pick[("generator_vs_preprocessing", "macro_f1")]
+        assert gen["status"] == cmp["status"] == "single instance"
+        assert "1 generator instance (its variability not estimable" in gen["resampled"]
+        pre = pick[("preprocessing", "macro_f1")]
+        assert pre["status"] == "ok" and pre["contrast"].endswith("(arms without generated images)")
+        assert pre["n_pairs"] == 2 * 2 * 3  # real and gta arms x 2 models x 3 seeds, no synthetic arm
+        for text in verdicts(effects, jb):
+            assert "Resolved" not in text and "generator comparison is insufficient" in text
+            assert "[generate] seeds = [0, 1, 2]" in text
 
 
 def test_too_few_pairs_are_insufficient_never_separate():
     sim = SimulatedStudy(n_images=200, arms=("real", "synthetic_stylegan2_ada", "synthetic_ddpm"), models=("resnet50",),
-                         seeds=1, instances=1)
+                         seeds=1, instances=2)
     jb = run_joint_bootstrap(simulate(sim, 2), 200, 0)
     effects = factor_effects(jb, "resnet50")
     gen = next(e for e in effects if e["factor"] == "generator" and e["metric"] == "macro_f1")
-    assert gen["n_pairs"] == 2 and gen["status"] == "insufficient"
+    assert gen["n_pairs"] == 4 and gen["status"] == "insufficient"
     assert "Insufficient data for the comparison" in verdicts(effects, jb)[0]
 
 
@@ -183,3 +260,31 @@ def test_the_share_of_undefined_replicates_is_reported_beside_the_interval():
     rec = effect_record("architecture", "mel_dor", "vit_b16 - resnet50", values, 12)
     assert rec["undefined_share"] == pytest.approx(0.2) and rec["ci"][0] == pytest.approx(-0.09)
     assert effect_record("architecture", "mel_dor", "x", np.r_[0.1, np.zeros(10)], 12)["undefined_share"] == 0
+
+
+def test_a_small_test_set_keeps_its_melanomas_in_every_replicate():
+    """Issue 24 items 4 and 6: 55 test images, ~6 melanoma lesions: the class-stratified cluster draw keeps
+    them in every replicate, so melanoma F1 is never 0 for want of positives and its interval is not [0, 1]."""
+    sim = SimulatedStudy(n_images=55, arms=("real", "gta"), models=("resnet50",), seeds=3, instances=1)
+    study = simulate(sim, 4)
+    jb = run_joint_bootstrap(study, 1000, 0)
+    w = cluster_weights(study.cluster, 1000, np.random.default_rng(0), study.y)
+    first = np.unique(study.cluster, return_index=True)[1]  # one image per cluster: its draw count
+    mel_clusters = first[study.y[first] == MEL]
+    assert len(mel_clusters) >= 3 and (w[1:, mel_clusters].sum(1) == len(mel_clusters)).all()
+    i = jb.units.index(("basic", "real", "resnet50"))
+    assert np.isnan(jb.values["mel_sensitivity"][i]).sum() == 0
+    est, (lo, hi) = interval(jb.values["mel_f1"][i])
+    assert 0.0 <= lo < est < hi <= 1.0 and hi - lo < 0.9
+
+
+def test_two_seeds_give_no_runaway_dor():
+    """Issue 24 item 5: weights are draw counts (never negative), so a unit's DOR replicates stay in the range
+    the cells' own test-set replicates span, widened only by the documented factors."""
+    sim = SimulatedStudy(n_images=300, arms=("real",), models=("resnet50",), seeds=2, instances=1)
+    study = simulate(sim, 1)
+    jb = run_joint_bootstrap(study, 1000, 0)
+    cells = np.exp(jb.cell_values["mel_dor"])
+    for i in range(len(jb.units)):
+        dor = jb.values["mel_dor"][i]
+        assert np.isfinite(dor).all() and dor.max() < 10 * np.nanmax(cells) and dor.min() > np.nanmin(cells) / 10

@@ -73,6 +73,15 @@ class Run:
     progress: Progress
 
 
+def initial_model(cfg: TrainConfig, num_classes: int, image_size: int) -> torch.nn.Module:
+    """The model a cell starts from: seeded by the classifier seed alone, right before it is built, so every
+    cell with that seed (any arm, pipeline or dose) starts from the same weights -- the report resamples
+    seed labels jointly because of it."""
+    torch.manual_seed(cfg.seed)
+    return create_model(cfg.model, num_classes=num_classes, image_size=image_size, pretrained=cfg.pretrained,
+                        weights_dir=cfg.weights_dir)
+
+
 def _setup(shards: Path, out: Path, cfg: TrainConfig, arm_cfg: ArmConfig) -> tuple[Run, dict, ShardDataset]:
     for split in ("train", "val", "test"):
         if not (shards / f"{split}.h5").is_file():
@@ -86,8 +95,7 @@ def _setup(shards: Path, out: Path, cfg: TrainConfig, arm_cfg: ArmConfig) -> tup
     test_ds = ShardDataset([shards / "test.h5"], transform=_chw_eval())
     accelerator = Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum,
                               cpu=not torch.cuda.is_available())  # cpu=True lets several CPU processes use gloo
-    model = create_model(cfg.model, num_classes=len(shard_classes(real)), image_size=size, pretrained=cfg.pretrained,
-                         weights_dir=cfg.weights_dir)
+    model = initial_model(cfg, len(shard_classes(real)), size)
     if uses_sync_batchnorm(cfg, accelerator):
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)

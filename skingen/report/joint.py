@@ -1,10 +1,13 @@
 """The study's one joint hierarchical bootstrap (PROTOCOL rule 7).
 
-Each replicate (a) resamples test clusters (near-duplicate groups, which contain lesions) with
-replacement — one draw shared by every cell, (b) resamples classifier seeds within each
-(pipeline, arm, model) and instance, and (c) resamples generator instances within each
-(pipeline, generator) when the study trained several. Column 0 of every array is the point estimate
-(no resampling); columns 1..B are the replicates. Every interval the report prints is read from here.
+Each replicate draws (a) the test clusters (near-duplicate groups, which contain lesions) with replacement
+within each class, one draw shared by every cell, and (b) classifier-seed labels with replacement, one
+draw shared by every cell (a seed fixes the initial weights and data order in every arm, model and
+pipeline, so "seed 0" is one unit of the hierarchy, not one per cell), and (c) generator-instance labels
+per (pipeline, generator), one draw shared by every cell trained on that generator's images. Every statistic keeps three parts per replicate (see :mod:`.components`): the mean
+of the cells' metrics on the resampled test set, the label-resampled mean of the cells' estimates, and
+the same label draw applied to the test-set deviations (the image-level noise the label draw would
+otherwise count a second time). Column 0 of every array is the point estimate.
 """
 from __future__ import annotations
 
@@ -17,11 +20,14 @@ import numpy as np
 from ..metrics.diagnostic import METRIC_KEYS
 from ..metrics.weighted import replicate_metrics
 from ..progress import progress as progress_bar
+from .components import Parts, combine, label_share, unit_parts
 from .stats import interval
 
 log = logging.getLogger(__name__)
 LOG_POOLED = ("mel_dor",)  # pooled over seeds on the log scale
-INTERVAL = "joint hierarchical bootstrap (test clusters, seeds, generator instances), 95 % percentile"
+INTERVAL = ("joint hierarchical bootstrap (test clusters within class, classifier-seed labels, generator-instance "
+            "labels), 95 % bias-corrected percentile")
+BOUNDS = {"mcc": (-1.0, 1.0), "brier": (0.0, 2.0), "mel_dor": (None, None)}  # others lie in [0, 1]
 
 
 @dataclass(frozen=True)
@@ -56,10 +62,10 @@ class StudyScores:
 
 @dataclass
 class JointBootstrap:
-    """Per-unit (pipeline, arm, model) metric values: column 0 the estimate, 1..B the replicates."""
+    """Per-unit (pipeline, arm, model) parts of every metric; ``values`` combines them into replicates."""
 
     units: list[tuple[str, str, str]]
-    values: dict[str, np.ndarray]  # metric -> (U, 1 + B)
+    parts: dict[str, Parts]  # metric -> the unit parts, each (U, 1 + B)
     n_seeds: dict[tuple, int]
     n_instances: dict[tuple, int]
     n_boot: int
@@ -68,10 +74,28 @@ class JointBootstrap:
     n_clusters: int
     cell_values: dict[str, np.ndarray] = field(default_factory=dict)  # metric -> (K, 1 + B), test resampling only
     target_name: str = "MEL"  # the class the one-vs-rest ('mel_*') metrics score
+    image_inflation: float = 1.0  # see stratum_inflation
+    _values: dict = field(default_factory=dict, repr=False)
 
     def unit_index(self) -> dict[tuple, int]:
         """unit -> row."""
         return {u: i for i, u in enumerate(self.units)}
+
+    def levels(self, unit: tuple) -> int:
+        """The fewest labels any resampled level of ``unit`` has (seeds; instances where more than one)."""
+        inst = self.n_instances[unit]
+        return min(self.n_seeds[unit], inst if inst > 1 else self.n_seeds[unit])
+
+    @property
+    def values(self) -> dict[str, np.ndarray]:
+        """metric -> (U, 1 + B): each unit's estimate and its combined replicates (DOR back from the log)."""
+        if not self._values:
+            for m, p in self.parts.items():
+                share = label_share(p)
+                rows = np.stack([combine(p.row(i), self.levels(u), share, BOUNDS.get(m, (0.0, 1.0)), self.image_inflation)
+                                 for i, u in enumerate(self.units)]) if self.units else np.zeros((0, self.n_boot + 1))
+                self._values[m] = np.exp(rows) if m in LOG_POOLED else rows
+        return self._values
 
     def summary(self, metric: str) -> dict[tuple, tuple]:
         """unit -> (estimate, lo, hi, n_seeds) of ``metric`` (None bounds when undefined)."""
@@ -82,48 +106,60 @@ class JointBootstrap:
         return out
 
 
-def cluster_weights(cluster: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
-    """(1 + B, N) image weights: row 0 all ones, then clusters drawn with replacement (all their images)."""
+def cluster_strata(cluster: np.ndarray, y: np.ndarray | None) -> np.ndarray:
+    """The class of each test cluster (its most frequent label); all 0 without labels."""
     n_clusters = int(cluster.max()) + 1
-    counts = rng.multinomial(n_clusters, np.full(n_clusters, 1.0 / n_clusters), size=n_boot).astype(float)
-    counts = np.vstack([np.ones(n_clusters), counts])
-    return counts[:, cluster]
+    if y is None:
+        return np.zeros(n_clusters, int)
+    counts = np.zeros((n_clusters, int(y.max()) + 1), int)
+    np.add.at(counts, (cluster, y), 1)
+    return counts.argmax(1)
 
 
-def _draws(n: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:
-    """(1 + B, n) weights of n units (seeds or instances) in their mean: row 0 all 1/n, then draws with
-    replacement. The draws' deviations from 1/n are scaled by sqrt(n / (n - 1)): a plain resample of n
-    values has variance (n - 1)/n of the mean's (2/3 with 3 seeds), which would narrow the interval."""
-    if n == 1:
-        return np.ones((n_boot + 1, 1))
-    counts = rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(float) / n
-    counts = 1.0 / n + np.sqrt(n / (n - 1)) * (counts - 1.0 / n)
-    return np.vstack([np.full(n, 1.0 / n), counts])
+def cluster_weights(cluster: np.ndarray, n_boot: int, rng: np.random.Generator,
+                    y: np.ndarray | None = None) -> np.ndarray:
+    """(1 + B, N) image weights: row 0 all ones, then clusters drawn with replacement (all their images),
+    within each class when ``y`` is given, as the split stratifies the test set by class -- every
+    replicate keeps the test set's melanomas."""
+    strata = cluster_strata(cluster, y)
+    draws = np.zeros((n_boot, len(strata)))
+    for s in np.unique(strata):
+        members = np.flatnonzero(strata == s)
+        draws[:, members] = rng.multinomial(len(members), np.full(len(members), 1.0 / len(members)), size=n_boot)
+    return np.vstack([np.ones(len(strata)), draws])[:, cluster]
 
 
-def hierarchy_weights(cells: list[CellScores], n_boot: int, rng: np.random.Generator) -> np.ndarray:
-    """(K, 1 + B) weight of each cell in its unit's mean: instance draws x seed draws."""
-    instances = defaultdict(set)
+def stratum_inflation(cluster: np.ndarray, y: np.ndarray) -> float:
+    """sqrt(m / (m - 1)) for the smallest class stratum of m clusters: a resample of m clusters has (m - 1)/m
+    of the variance, and the rarest class (SCC: a dozen lesions in 500 test images) carries most of a
+    macro metric's; the image deviations are widened by it (simulation: 9 % of variance at 500 images)."""
+    m = int(np.bincount(cluster_strata(cluster, y)).min())
+    return float(np.sqrt(m / (m - 1))) if m > 1 else 1.0
+
+
+def _label_draws(labels: list, n_boot: int, rng: np.random.Generator) -> dict:
+    """label -> (1 + B,) how often it is drawn (row 0: once each); one draw over all the labels."""
+    ordered = sorted(set(labels), key=str)
+    n = len(ordered)
+    counts = np.vstack([np.ones(n), rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot)])
+    return {label: counts[:, j] for j, label in enumerate(ordered)}
+
+
+def label_weights(cells: list[CellScores], n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """(K, 1 + B) weight of each cell: the draw count of its seed label x that of its instance label.
+
+    One draw of seed labels serves every cell (a seed fixes initial weights and data order in every arm,
+    model and pipeline); one draw of instance labels per (pipeline, generator) serves every cell trained on
+    that generator's images (an instance is one trained network). Weights are counts, never negative."""
+    seeds = _label_draws([c.seed for c in cells], n_boot, rng)
+    groups = defaultdict(list)
     for c in cells:
         if c.generator is not None:
-            instances[(c.pipeline, c.generator)].add(c.instance)
-    inst_w = {}
-    for key in sorted(instances, key=str):
-        ids = sorted(instances[key], key=str)
-        draws = _draws(len(ids), n_boot, rng)
-        inst_w.update({(key, i): draws[:, j] for j, i in enumerate(ids)})
-    seeds = defaultdict(list)
-    for k, c in enumerate(cells):
-        seeds[(c.unit, c.instance)].append(k)
-    weights = np.zeros((len(cells), n_boot + 1))
-    for key in sorted(seeds, key=str):
-        members = seeds[key]
-        draws = _draws(len(members), n_boot, rng)
-        for j, k in enumerate(members):
-            c = cells[k]
-            inst = inst_w[((c.pipeline, c.generator), c.instance)] if c.generator is not None else 1.0
-            weights[k] = draws[:, j] * inst
-    return weights
+            groups[(c.pipeline, c.generator)].append(c.instance)
+    inst = {g: _label_draws(groups[g], n_boot, rng) for g in sorted(groups, key=str)}
+    ones = np.ones(n_boot + 1)
+    return np.stack([seeds[c.seed] * (inst[(c.pipeline, c.generator)][c.instance] if c.generator is not None
+                                      else ones) for c in cells])
 
 
 def _cell_metrics(study: StudyScores, w_img: np.ndarray, progress: bool) -> dict[str, np.ndarray]:
@@ -140,38 +176,25 @@ def _cell_metrics(study: StudyScores, w_img: np.ndarray, progress: bool) -> dict
     return out
 
 
-def pool_units(cell_values: np.ndarray, weights: np.ndarray, unit_of_cell: np.ndarray, n_units: int) -> np.ndarray:
-    """Weighted mean of cell values per unit and replicate, ignoring undefined (NaN) cells."""
-    valid = ~np.isnan(cell_values)
-    num = np.zeros((n_units, cell_values.shape[1]))
-    den = np.zeros_like(num)
-    np.add.at(num, unit_of_cell, np.where(valid, cell_values * weights, 0.0))
-    np.add.at(den, unit_of_cell, np.where(valid, weights, 0.0))
-    out = np.full_like(num, np.nan)
-    np.divide(num, den, out=out, where=den > 0)
-    return out
-
-
 def run_joint_bootstrap(study: StudyScores, n_boot: int = 2000, seed: int = 0, progress: bool = True) -> JointBootstrap:
     """Resample the whole study ``n_boot`` times (see module docstring) and pool cells into units."""
     rng = np.random.default_rng(seed)
     log.info("joint bootstrap: %d cells, %d test images in %d clusters, %d replicates", len(study.cells),
              len(study.y), int(study.cluster.max()) + 1, n_boot)
-    w_img = cluster_weights(study.cluster, n_boot, rng)
+    w_img = cluster_weights(study.cluster, n_boot, rng, study.y)
     cell_values = _cell_metrics(study, w_img, progress)
-    weights = hierarchy_weights(study.cells, n_boot, rng)
+    weights = label_weights(study.cells, n_boot, rng)
     units = sorted({c.unit for c in study.cells})
     index = {u: i for i, u in enumerate(units)}
     unit_of_cell = np.array([index[c.unit] for c in study.cells])
-    values = {m: pool_units(v, weights, unit_of_cell, len(units)) for m, v in cell_values.items()}
-    for m in LOG_POOLED:
-        values[m] = np.exp(values[m])
+    parts = {m: unit_parts(v, weights, unit_of_cell, len(units)) for m, v in cell_values.items()}
     n_seeds = defaultdict(set)
     n_inst = defaultdict(set)
     for c in study.cells:
         n_seeds[c.unit].add(c.seed)
         n_inst[c.unit].add(c.instance)
-    return JointBootstrap(units, values, {u: len(s) for u, s in n_seeds.items()},
+    return JointBootstrap(units, parts, {u: len(s) for u, s in n_seeds.items()},
                           {u: len(s) for u, s in n_inst.items()}, n_boot, seed, len(study.y),
                           int(study.cluster.max()) + 1, cell_values,
-                          study.class_names[study.target] if study.class_names else "MEL")
+                          study.class_names[study.target] if study.class_names else "MEL",
+                          stratum_inflation(study.cluster, study.y))

@@ -4,8 +4,10 @@ A HAM10000-like test set (about 1.35 images per lesion, the real class mix) is s
 of a study grid. Each cell's logits are: a per-image appearance shared by all cells (lesions share
 it) + the class signal + a per-pipeline image-level perturbation shared by that pipeline's cells + a
 per-generator-instance melanoma shift shared by the cells trained on that instance + per-cell seed
-noise (a class bias and image noise). Under the null no factor changes the population metrics;
-planted effects add skill to one level of a factor.
+noise (a class bias and image noise) + optionally a class bias per (pipeline, classifier seed) shared by
+every arm and model of that pipeline (a seed fixes initial weights and data order everywhere). Under
+the null no factor changes the population metrics; planted effects add skill to one level of a factor.
+The test set is class-stratified at the lesion level, as the study's split is.
 """
 from __future__ import annotations
 
@@ -35,15 +37,20 @@ class SimulatedStudy:
     instance_shift: float = 0.25
     seed_bias: float = 0.12
     seed_noise: float = 0.5
+    shared_seed_bias: float = 0.0
     planted: dict = field(default_factory=dict)
 
 
 def test_set(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """(labels, lesion index) of about ``n`` images, lesions of 1-4 images, HAM-like class mix."""
+    """(labels, lesion index) of about ``n`` images, lesions of 1-4 images, the HAM-like class mix fixed
+    over lesions (a class-stratified split)."""
     sizes, probs = zip(*IMAGES_PER_LESION)
     per = rng.choice(sizes, size=int(n / np.dot(sizes, probs)) + 1, p=probs)
     lesion = np.repeat(np.arange(len(per)), per)[:n]
-    label = rng.choice(len(CLASS_MIX), size=lesion.max() + 1, p=CLASS_MIX)[lesion]
+    n_lesions = int(lesion.max()) + 1
+    counts = np.floor(np.array(CLASS_MIX) * n_lesions).astype(int)
+    counts[0] += n_lesions - counts.sum()
+    label = rng.permutation(np.repeat(np.arange(len(CLASS_MIX)), counts))[lesion]
     return label, lesion
 
 
@@ -73,12 +80,13 @@ def simulate(sim: SimulatedStudy, seed: int) -> StudyScores:
     per_pipe = {p: sim.pipeline_noise * rng.normal(size=(n, c)) for p in sim.pipelines}
     shift = {(p, a, i): sim.instance_shift * rng.normal() for p in sim.pipelines for a in sim.arms
              for i in range(sim.instances)}
+    shared = {(p, s): sim.shared_seed_bias * rng.normal(size=c) for p in sim.pipelines for s in range(sim.seeds)}
     cells = []
     for pipe, arm, gen, inst, model, s in _grid(sim):
         skill = sim.skill + sum(v for k, v in sim.planted.items() if k in (f"pipeline:{pipe}", f"arm:{arm}",
                                                                            f"model:{model}"))
         logits = appearance + skill * onehot + per_pipe[pipe] + sim.seed_noise * rng.normal(size=(n, c))
-        logits += sim.seed_bias * rng.normal(size=c)
+        logits += sim.seed_bias * rng.normal(size=c) + shared[(pipe, s)]
         if gen is not None:
             logits[:, mel] += shift[(pipe, arm, inst)]
         cells.append(CellScores(pipe, arm, model, s, _softmax(logits), gen, inst))

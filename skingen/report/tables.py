@@ -115,7 +115,7 @@ def effects_table(effects: list[dict]) -> Table:
         if e["status"] == "missing":
             text = "missing: " + e.get("why", "no cells")
         else:
-            text = fmt(e["effect"], *e["ci"]) + (f" (insufficient: {e['why']})" if e["status"] == "insufficient" else "")
+            text = fmt(e["effect"], *e["ci"]) + (f" ({e['status']}: {e['why']})" if e["status"] != "ok" else "")
         body.append([e["factor"], e["contrast"], e["metric"], str(e["n_pairs"]), text])
     note = (f"Mean paired difference over the other factors; {INTERVAL}. Architecture: every model against the "
             "declared reference model (classify.reference_model), never best minus worst.")

@@ -2,6 +2,7 @@
 and |generator| - |preprocessing| with its interval ("not resolved" unless that interval excludes 0)."""
 from __future__ import annotations
 
+from .effects import SINGLE, SINGLE_WHY
 from .joint import JointBootstrap
 from .stats import HEADLINE_METRICS
 from .tables import target_word
@@ -17,7 +18,9 @@ def _describe(e: dict) -> str:
         return f"not estimable ({e.get('why', 'no cells')})"
     lo, hi = e["ci"]
     text = f"{e['effect']:+.3f} [{lo:+.3f}, {hi:+.3f}]" if lo is not None else f"{e['effect']:+.3f}"
-    return text + (f" — insufficient: {e['why']}" if e["status"] == "insufficient" else "")
+    if e["status"] in ("insufficient", SINGLE):
+        text += f" — {e['status']}: {e['why']}"
+    return text
 
 
 def what_would_resolve(jb: JointBootstrap) -> str:
@@ -26,16 +29,6 @@ def what_would_resolve(jb: JointBootstrap) -> str:
     synthetic = [n for u, n in jb.n_instances.items() if u[1].startswith("synthetic")]
     return (f"more classifier seeds (now {seeds}), more generator instances (now {max(synthetic, default=0)}) "
             f"or a larger test set (now {jb.n_images} images in {jb.n_clusters} clusters) would narrow it")
-
-
-def single_instance_note(jb: JointBootstrap) -> str:
-    """Said when every generator was trained once: its effect compares single trained instances."""
-    synthetic = [n for u, n in jb.n_instances.items() if u[1].startswith("synthetic")]
-    if synthetic and max(synthetic) == 1:
-        return (" With one trained instance per pipeline × generator, the generator effect compares single "
-                "trained instances; instance-to-instance variability is not in its interval "
-                "([generate] seeds = [0, 1, 2] adds it).")
-    return ""
 
 
 def verdict(effects: list[dict], metric: str, jb: JointBootstrap) -> str:
@@ -49,6 +42,9 @@ def verdict(effects: list[dict], metric: str, jb: JointBootstrap) -> str:
             f"|generator| − |preprocessing| {_describe(cmp)}. ")
     if cmp["status"] == "missing":
         text += "The comparison cannot be made with these cells."
+    elif cmp["status"] == SINGLE:
+        text += (f"The generator comparison is insufficient: {SINGLE_WHY} = [0, 1, 2] to train each generator "
+                 "three times (the preprocessing effect here uses the arms without generated images).")
     elif cmp["status"] == "insufficient":
         text += f"Insufficient data for the comparison ({cmp['why']}); {what_would_resolve(jb)}."
     elif cmp["ci"][0] > 0:
@@ -57,7 +53,7 @@ def verdict(effects: list[dict], metric: str, jb: JointBootstrap) -> str:
         text += "Resolved: preprocessing matters more than the generator (the interval excludes 0)."
     else:
         text += f"Not resolved: the interval includes 0; {what_would_resolve(jb)}."
-    return text + single_instance_note(jb)
+    return text
 
 
 def verdicts(effects: list[dict], jb: JointBootstrap) -> list[str]:

@@ -187,7 +187,7 @@ FIELDS: dict[type, dict[str, Rule | SetBy]] = {
     GenMetricsConfig: {
         "extractor": one_of(*EXTRACTORS), "n_boot": ints(10), "matched_repeats": ints(10), "kid_subsets": ints(1),
         "kid_subset_size": ints(2),
-        "is_splits": ints(1), "pr_k": ints(1), "memorisation_quantile": nums(0, 1, lo_open=True, hi_open=True),
+        "is_splits": ints(1), "pr_k": ints(1), "dc_k": ints(1), "memorisation_quantile": nums(0, 1, lo_open=True, hi_open=True),
         "seed": SEED, "batch_size": ints(1),
     },
     ExecutorSpec: {"kind": one_of("debug", "local", "slurm"), "profile": text(), "max_parallel": ints(1)},

@@ -22,6 +22,7 @@ from .. import __version__
 from ..atomic import atomic_path, write_json
 from ..data.shards import ShardReader
 from ..errors import UserError
+from . import fidelity
 from . import generative as gm
 from . import matched as mt
 from .extractors import load_extractor
@@ -41,6 +42,7 @@ class GenMetricsConfig:
     kid_subset_size: int = 1000
     is_splits: int = 10
     pr_k: int = 3
+    dc_k: int = 5  # density/coverage neighbours (Naeem et al.)
     memorisation_quantile: float = 0.05
     seed: int = 0
     batch_size: int = 64
@@ -96,7 +98,7 @@ def matched_metrics(train: np.ndarray, test: np.ndarray, fake: np.ndarray, cfg: 
     n = min(len(train), len(test), len(fake))
     sets = {"": fake, "_floor": train}
     reps = mt.matched_repeats(test, sets, n, cfg.matched_repeats, cfg.seed, cfg.kid_subsets, cfg.kid_subset_size,
-                              cfg.pr_k)
+                              cfg.pr_k, dc_k=cfg.dc_k)
     boot = mt.fid_bootstrap(test, sets, n, cfg.n_boot, cfg.seed + 1)
     out = {"reference": "test", "n_matched": n, "matched_repeats": cfg.matched_repeats,
            "kid_subset_size": min(cfg.kid_subset_size, n),
@@ -117,12 +119,15 @@ def matched_metrics(train: np.ndarray, test: np.ndarray, fake: np.ndarray, cfg: 
 
 
 def full_n_metrics(grams: gm.Grams, cfg: GenMetricsConfig) -> dict:
-    """FID, KID and precision/recall of all fakes against all train reals (no interval; N differs per set)."""
+    """FID, KID, precision/recall, density/coverage and CMMD of all fakes against all train reals (no interval;
+    N differs per set)."""
     kid_mean, kid_std, kid_m = gm.kid(grams, cfg.kid_subsets, cfg.kid_subset_size, cfg.seed)
     precision, recall = gm.precision_recall(grams, cfg.pr_k)
+    density, coverage = fidelity.density_coverage(grams, cfg.dc_k)
     x, y = grams.x.double().cpu().numpy(), grams.y.double().cpu().numpy()
     return {"reference": "train", "n_real": len(x), "n_fake": len(y), "fid": gm.fid(x, y), "kid": kid_mean,
-            "kid_std": kid_std, "kid_subset_size": kid_m, "precision": precision, "recall": recall}
+            "kid_std": kid_std, "kid_subset_size": kid_m, "precision": precision, "recall": recall,
+            "density": density, "coverage": coverage, "cmmd": fidelity.cmmd(x, y)}
 
 
 def memorisation_metrics(grams: gm.Grams, fake: np.ndarray, train: np.ndarray, test: np.ndarray,
@@ -153,10 +158,11 @@ def evaluate_synthetic(fake_shard: str | os.PathLike, real_shards: str | os.Path
     log.info("scoring %s (%s) against %s with %s; outputs in %s", fake_shard, label, real_shards, extractor.name, out)
     fake = extract_features(ImageSet(fake_shard), extractor, out / "features" / "synthetic.h5", cfg.batch_size)
     train, test = real_features(real_shards, label, extractor, cache, cfg.batch_size)
+    need = max(cfg.pr_k, cfg.dc_k) + 1
     for name, s in (("train", train), ("test", test), ("synthetic", fake)):
-        if len(s) < cfg.pr_k + 1:
+        if len(s) < need:
             raise UserError(f"{name} set of class {label} has {len(s)} images; matched-N metrics need at least "
-                            f"{cfg.pr_k + 1}")
+                            f"{need}")
     grams = gm.Grams(train.features, fake.features)
     result = {
         "label": label, "n_real": len(train), "n_fake": len(fake), "n_test": len(test),

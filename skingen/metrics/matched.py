@@ -29,6 +29,7 @@ from statistics import NormalDist
 import numpy as np
 import torch
 
+from . import fidelity
 from . import generative as gm
 
 ALPHA = 0.05
@@ -118,26 +119,32 @@ class PairFrechet:
 
 def matched_repeats(reference: np.ndarray, sets: dict[str, np.ndarray], n: int, repeats: int, seed: int = 0,
                     kid_subsets: int = 100, kid_subset_size: int = 1000, pr_k: int = 3,
-                    device: str | None = None) -> dict[str, dict[str, list[float]]]:
-    """Per set: FID, KID, precision and recall against ``reference`` in each of ``repeats`` rounds, every set
-    subsampled without replacement to ``n`` (one reference draw per round, shared by all sets)."""
+                    device: str | None = None, dc_k: int = 5) -> dict[str, dict[str, list[float]]]:
+    """Per set: FID, KID, precision/recall, density/coverage and CMMD against ``reference`` in each of
+    ``repeats`` rounds, every set subsampled without replacement to ``n`` (one reference draw per round,
+    shared by all sets)."""
     rng = np.random.default_rng(seed)
-    out = {name: {"fid": [], "kid": [], "precision": [], "recall": []} for name in sets}
+    out = {name: {key: [] for key in ROUND_METRICS} for name in sets}
     with _threads_for(n, reference.shape[1]):
         for r in range(repeats):
-            _repeat(rng, reference, sets, n, out, (kid_subsets, kid_subset_size, seed + r), pr_k, device)
+            _repeat(rng, reference, sets, n, out, (kid_subsets, kid_subset_size, seed + r), (pr_k, dc_k), device)
     return out
 
 
-def _repeat(rng, reference, sets, n, out, kid_args, pr_k, device) -> None:
+ROUND_METRICS = ("fid", "kid", "precision", "recall", "density", "coverage", "cmmd")
+
+
+def _repeat(rng, reference, sets, n, out, kid_args, ks, device) -> None:
     """One matched-N round of :func:`matched_repeats`, appended to ``out``."""
     ref = reference[_draw(rng, len(reference), n, False)]
     for name, x in sets.items():
         sub = x[_draw(rng, len(x), n, False)]
         grams = gm.Grams(ref, sub, device=device)
-        precision, recall = gm.precision_recall(grams, pr_k)
+        precision, recall = gm.precision_recall(grams, ks[0])
+        density, coverage = fidelity.density_coverage(grams, ks[1])
         values = {"fid": gm.fid(ref, sub, device), "kid": gm.kid(grams, *kid_args)[0],
-                  "precision": precision, "recall": recall}
+                  "precision": precision, "recall": recall, "density": density, "coverage": coverage,
+                  "cmmd": fidelity.cmmd_grams(grams)}
         for key, value in values.items():
             out[name][key].append(value)
 

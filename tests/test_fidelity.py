@@ -1,0 +1,85 @@
+"""Density/coverage and CMMD (issue 27) against the references' numbers (tests/data/fidelity_parity.npz, made by
+benchmarks/make_fidelity_fixtures.py from dgm-eval's compute_prdc and the CMMD PyTorch port) and against
+brute-force recomputation."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from skingen.errors import UserError
+from skingen.metrics.fidelity import cmmd, density_coverage
+from skingen.metrics.generative import Grams, precision_recall
+
+FIXTURE = np.load(Path(__file__).parent / "data" / "fidelity_parity.npz")
+
+
+@pytest.mark.parametrize("k", [3, 5])
+def test_precision_recall_density_coverage_equal_dgm_eval(k):
+    grams = Grams(FIXTURE["real"], FIXTURE["fake"], "cpu")
+    density, coverage = density_coverage(grams, k)
+    precision, recall = precision_recall(grams, k)
+    assert density == pytest.approx(float(FIXTURE[f"density_k{k}"]), rel=1e-6)
+    assert coverage == pytest.approx(float(FIXTURE[f"coverage_k{k}"]), rel=1e-6)
+    assert precision == pytest.approx(float(FIXTURE[f"precision_k{k}"]), rel=1e-6)
+    assert recall == pytest.approx(float(FIXTURE[f"recall_k{k}"]), rel=1e-6)
+
+
+def test_cmmd_equals_the_reference_implementation():
+    assert cmmd(FIXTURE["emb_real"], FIXTURE["emb_fake"]) == pytest.approx(float(FIXTURE["cmmd"]), rel=1e-6)
+    assert cmmd(FIXTURE["emb_real"], FIXTURE["emb_real"]) == pytest.approx(0.0, abs=1e-9)
+    assert cmmd(FIXTURE["emb_real"], FIXTURE["emb_fake"], block=7) == pytest.approx(float(FIXTURE["cmmd"]), rel=1e-9)
+
+
+def test_density_and_coverage_by_brute_force():
+    rng = np.random.default_rng(0)
+    real, fake = rng.normal(size=(40, 6)), rng.normal(0.5, 1.0, size=(30, 6))
+    k = 4
+    d_rr = np.linalg.norm(real[:, None] - real[None], axis=2)
+    radius = np.sort(d_rr, axis=1)[:, k]  # k-th neighbour, itself at index 0
+    d_rf = np.linalg.norm(real[:, None] - fake[None], axis=2)
+    density = np.mean([sum(d_rf[i, j] < radius[i] for i in range(40)) for j in range(30)]) / k
+    coverage = np.mean([d_rf[i].min() < radius[i] for i in range(40)])
+    got = density_coverage(Grams(real, fake, "cpu"), k)
+    assert got == pytest.approx((density, coverage), rel=1e-6)
+    # fakes copied from the reals cover every real ball they sit in: coverage 1, density ~ 1 on average
+    d, c = density_coverage(Grams(real, real.copy(), "cpu"), k)
+    assert c == 1.0 and 0.5 < d < 1.5
+    with pytest.raises(UserError, match="density/coverage with k=5 needs at least 6 real"):
+        density_coverage(Grams(real[:5], fake, "cpu"), 5)
+
+
+def test_cmmd_by_brute_force_and_its_scale():
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(12, 5)), rng.normal(0.3, 1.0, size=(9, 5))
+
+    def kmean(a, b):
+        return np.mean([[np.exp(-np.sum((p - q) ** 2) / 200.0) for q in b] for p in a])
+
+    assert cmmd(x, y) == pytest.approx(1000 * (kmean(x, x) + kmean(y, y) - 2 * kmean(x, y)), rel=1e-9)
+    assert cmmd(x, y + 1.0) > cmmd(x, y) > 0
+    with pytest.raises(UserError, match="feature dims differ"):
+        cmmd(x, y[:, :3])
+
+
+def test_cmmd_from_the_pairs_grams_matches_the_float64_computation():
+    from skingen.metrics.fidelity import cmmd_grams
+
+    grams = Grams(FIXTURE["emb_real"], FIXTURE["emb_fake"], "cpu")
+    assert cmmd_grams(grams) == pytest.approx(float(FIXTURE["cmmd"]), rel=1e-5)
+    rng = np.random.default_rng(3)
+    x, y = (20 * rng.normal(size=(150, 32))).astype(np.float32), (20 * rng.normal(size=(120, 32)) + 3).astype(np.float32)
+    assert cmmd_grams(Grams(x, y, "cpu")) == pytest.approx(cmmd(x, y), rel=1e-5)  # Inception-sized norms
+
+
+def test_matched_rounds_report_density_coverage_and_cmmd_beside_the_floor():
+    from skingen.metrics.matched import matched_repeats
+
+    rng = np.random.default_rng(4)
+    test, train, fake = rng.normal(size=(60, 8)), rng.normal(size=(70, 8)), rng.normal(0.8, 1.0, size=(80, 8))
+    reps = matched_repeats(test, {"": fake, "_floor": train}, 50, 10, 0, kid_subsets=5, kid_subset_size=50, dc_k=5)
+    for key in ("density", "coverage", "cmmd"):
+        assert len(reps[""][key]) == len(reps["_floor"][key]) == 10
+    assert np.mean(reps[""]["cmmd"]) > np.mean(reps["_floor"]["cmmd"])  # a shifted generator is further away
+    assert np.mean(reps[""]["coverage"]) < np.mean(reps["_floor"]["coverage"])

@@ -50,6 +50,8 @@ def _timm(timm_name: str, hub_id: str) -> Asset:
 ASSETS: dict[str, list[Asset]] = {
     "inception": [Asset("inception/inception-2015-12-05.pt", f"{NV}/metrics/inception-2015-12-05.pt")],
     "dinov2_vits14": [_timm("vit_small_patch14_dinov2.lvd142m", "vit_small_patch14_dinov2.lvd142m")],
+    "dinov2_vitl14": [_timm("vit_large_patch14_dinov2.lvd142m", "vit_large_patch14_dinov2.lvd142m")],
+    "clip_vitl14_336": [_timm("vit_large_patch14_clip_336.openai", "vit_large_patch14_clip_336.openai")],
     "resnet18": [_timm("resnet18", "resnet18.a1_in1k")],
     "resnet50": [_timm("resnet50", "resnet50.a1_in1k")],
     "vit_b16": [_timm("vit_base_patch16_224", "vit_base_patch16_224.augreg2_in21k_ft_in1k")],

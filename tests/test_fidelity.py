@@ -83,3 +83,41 @@ def test_matched_rounds_report_density_coverage_and_cmmd_beside_the_floor():
         assert len(reps[""][key]) == len(reps["_floor"][key]) == 10
     assert np.mean(reps[""]["cmmd"]) > np.mean(reps["_floor"]["cmmd"])  # a shifted generator is further away
     assert np.mean(reps[""]["coverage"]) < np.mean(reps["_floor"]["coverage"])
+
+
+def test_the_agreement_block_says_when_spaces_rank_generators_differently():
+    from skingen.report.spaces import agreement
+
+    def d(space, lo, hi):
+        return {"pipeline": "basic", "space": space, "a": "ddpm", "b": "stylegan2_ada", "estimate": (lo + hi) / 2,
+                "ci": [lo, hi]}
+
+    table, sentences = agreement([d("inception", -5, -1), d("dinov2_vitl14", 2, 6), d("clip_vitl14_336", 1, 3)])
+    assert [row[2:] for row in table.rows][0][0].endswith("→ ddpm")
+    assert sentences == ["basic: the spaces disagree — inception ranks ddpm first, dinov2_vitl14 and clip_vitl14_336 "
+                         "rank stylegan2_ada first, every one of these intervals excluding 0."]
+    _, one = agreement([d("inception", -5, -1), d("dinov2_vitl14", -1, 2)])
+    assert one == ["basic: inception ranks ddpm first (interval excluding 0); dinov2_vitl14 cannot order ddpm and "
+                   "stylegan2_ada."]
+    assert agreement([d("inception", -5, -1), d("dinov2_vitl14", -3, -2)])[1] == []
+    assert agreement([d("inception", -5, -1)]) == (None, [])
+
+
+def test_timm_feature_spaces_have_their_documented_outputs():
+    """The real spaces' architectures and output shapes with random weights (the CLIP L/14@336 and DINOv2 L/14
+    towers are too slow for CI at full size: the stand-in is the DINOv2 S/14 architecture at 56 px)."""
+    import torch
+
+    from skingen.metrics.extractors import TIMM_SPACES, load_extractor
+
+    ext = load_extractor("dinov2_standin", device="cpu")
+    images = torch.rand(2, 3, 56, 56) * 255
+    feats, logits = ext(images)
+    assert feats.shape == (2, 384) and logits is None and ext.dim == 384
+    again, _ = load_extractor("dinov2_standin", device="cpu")(images)
+    assert np.array_equal(feats, again)  # seeded: the same stand-in everywhere
+    clip = TIMM_SPACES["clip_vitl14_336"]
+    assert clip.head and clip.l2 and clip.dim == 768 and clip.input_size == 336
+    with pytest.raises(UserError, match="clip_vitl14_336 weights missing; run 'skingen assets fetch --only "
+                                        "clip_vitl14_336'"):
+        load_extractor("clip_vitl14_336", assets="/nonexistent", device="cpu")

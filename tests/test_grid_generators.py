@@ -78,7 +78,9 @@ def test_bad_generator_specs_are_one_line_errors(tmp_path, cli, arms, extra, mes
 
 
 def test_generator_study_runs_end_to_end(tmp_path):
-    path = _study(tmp_path)
+    """Two feature spaces (the tiny CNN and a random-weight DINOv2 stand-in): one features cell and one
+    gen_metrics cell per space, one table per space and the agreement block (issue 27 items 1 and 3)."""
+    path = _study(tmp_path, GENERATE.replace('extractor = "tiny"', 'extractors = ["tiny", "dinov2_standin"]'))
     spec = load_study(path)
     out = tmp_path / "out"
     summary = run_study(path, "debug", out)
@@ -87,7 +89,14 @@ def test_generator_study_runs_end_to_end(tmp_path):
     assert all((c.folder(out) / "DONE").is_file() for c in cells)
     pack = next(c for c in cells if c.stage == "pack").folder(out)
     n_mel = int((ShardReader(pack / "train.h5").labels == CLASS_INDEX["MEL"]).sum())
-    of = {(c.stage, c.config.get("generator")): c.folder(out) for c in cells}
+    space = {c.key: c.config.get("extractor") or c.config.get("metrics", {}).get("extractor") for c in cells}
+    assert sorted(space[c.key] for c in cells if c.stage == "features") == ["dinov2_standin", "tiny"]
+    assert sorted(space[c.key] for c in cells if c.stage == "gen_metrics") == ["dinov2_standin"] * 2 + ["tiny"] * 2
+    standin = next(c for c in cells if c.stage == "gen_metrics" and space[c.key] == "dinov2_standin")
+    m_standin = json.loads((standin.folder(out) / "metrics.json").read_text())
+    assert m_standin["extractor"] == "dinov2_standin" and "random weights (stand-in)" in m_standin["implementation"]
+    assert {"density", "coverage", "cmmd", "cmmd_floor"} <= set(m_standin) and m_standin["dc_k"] >= 1
+    of = {(c.stage, c.config.get("generator")): c.folder(out) for c in cells if space[c.key] in (None, "tiny")}
     for gen, step_attr, steps in (("ddpm", "checkpoint_step", 4), ("stylegan2_ada", "kimg", 0.032)):
         syn = ShardReader(of["sample", gen] / "synthetic.h5")
         assert len(syn) == n_mel and (syn.labels == CLASS_INDEX["MEL"]).all() and syn.attrs["generator"] == gen
@@ -113,10 +122,16 @@ def test_generator_study_runs_end_to_end(tmp_path):
     report = out / "report"
     gen_rows = read_rows(report / "tables" / "generative_metrics.csv")
     assert [r["Generator"] for r in gen_rows] == ["ddpm", "stylegan2_ada", "ddpm − stylegan2_ada"]
+    assert gen_rows[0]["Extractor"].startswith("tiny (")
+    other = read_rows(report / "tables" / "generative_metrics_dinov2_standin.csv")
+    assert [r["Generator"] for r in other] == ["ddpm", "stylegan2_ada", "ddpm − stylegan2_ada"]
+    agree = read_rows(report / "tables" / "feature_space_agreement.csv")
+    assert len(agree) == 1 and agree[0]["Difference"] == "ddpm − stylegan2_ada"
+    assert {"tiny: FD difference [95 % CI]", "dinov2_standin: FD difference [95 % CI]"} <= set(agree[0])
     n_test = int((ShardReader(pack / "test.h5").labels == CLASS_INDEX["MEL"]).sum())
     assert gen_rows[0]["N train / test / fake"] == f"{n_mel} / {n_test} / {n_mel}"
     assert gen_rows[0]["N (matched)"] == gen_rows[2]["N (matched)"] == str(min(n_mel, n_test))
-    diff = re.fullmatch(r"(-?[\d.]+) ± [\d.]+ \[(-?[\d.]+), (-?[\d.]+)\]", gen_rows[2]["FID ± sd [95 % CI]"])
+    diff = re.fullmatch(r"(-?[\d.]+) ± [\d.]+ \[(-?[\d.]+), (-?[\d.]+)\]", gen_rows[2]["FD ± sd [95 % CI]"])
     assert diff and float(diff[2]) <= float(diff[1]) <= float(diff[3])  # the interval contains its estimate
     assert f"(n = {n_test // 2})" in gen_rows[0]["Held-out reals, same n"]  # the matched-size real baseline
     arms = {r["Arm"] for r in read_rows(report / "tables" / "classifier_global.csv")}

@@ -15,13 +15,14 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..metrics.extractors import FEATURE_DIMS
 from .plan import STAGES, Cell
 from .spec import StudySpec
 
 log = logging.getLogger(__name__)
 SMALL = 200_000  # JSON, CSV and PNG outputs of one cell
 ROW = 300  # manifest / split rows per image
-FEATURE_FLOATS = {"inception": 2048 + 1008, "dinov2_vits14": 384, "tiny": 64 + 10}
+FEATURE_FLOATS = {**FEATURE_DIMS, "inception": 2048 + 1008, "tiny": 64 + 10}
 # class shares of the phantom (README) and of HAM10000 + MILK10k (dermoscopic), when the data is not counted
 SHARES = {"NV": 0.53, "BCC": 0.21, "BKL": 0.12, "MEL": 0.11, "SCC": 0.03}
 

@@ -78,36 +78,41 @@ def _pack_cells(spec: StudySpec, split: Cell) -> dict[str, Cell]:
 
 
 def _generator_cells(spec: StudySpec, packs: dict[str, Cell]) -> dict[str, list[Cell]]:
-    """Per pipeline x generator: train_gen -> sample -> gen_metrics; per pipeline one features cell (the real
-    target-class features every generator is scored against) and one feature_space cell."""
+    """Per pipeline x generator x instance: train_gen -> sample -> one gen_metrics per feature space; per
+    pipeline and space one features cell (the real target-class features every generator is scored against);
+    per pipeline one feature_space cell (t-SNE in the first space)."""
     g, target = spec.generate, spec.classify.target_class
+    spaces = g.metrics.spaces()
     cells: dict[str, list[Cell]] = {s: [] for s in ("features", "train_gen", "sample", "gen_metrics", "feature_space")}
     for pipe, pack in packs.items():
+        reals = {space: make_cell("features", f"{pipe}-{target}" + (f"-{space}" if i else ""),
+                                  {"pipeline": pipe, "target_class": target, "extractor": space,
+                                   "batch_size": g.metrics.batch_size}, {"pack": pack.key})
+                 for i, space in enumerate(spaces)}
         metrics = []
-        real = make_cell("features", f"{pipe}-{target}", {"pipeline": pipe, "target_class": target,
-                                                           "extractor": g.metrics.extractor,
-                                                           "batch_size": g.metrics.batch_size}, {"pack": pack.key})
         for gen in g.generators:
             for inst in g.instance_seeds():
-                train, sample, metric = _instance_cells(spec, pipe, pack, real, gen, inst)
+                train, sample, scored = _instance_cells(spec, pipe, pack, reals, gen, inst)
                 cells["train_gen"].append(train)
                 cells["sample"].append(sample)
-                metrics.append(metric)
+                metrics += scored
         cells["gen_metrics"] += metrics
         if metrics:
-            cells["features"].append(real)
+            cells["features"] += list(reals.values())
+            first = [m for m in metrics if m.config["metrics"]["extractor"] == spaces[0]
+                     and m.config.get("instance", g.instance_seeds()[0]) == g.instance_seeds()[0]]
             cells["feature_space"].append(make_cell(
                 "feature_space", pipe, {"pipeline": pipe, "target_class": target, "perplexity": g.tsne_perplexity,
-                                        "seed": g.seed, "extractor": g.metrics.extractor},
-                {"features": real.key, **{f"gen_metrics:{m.config['generator']}": m.key for m in metrics
-                                          if m.config.get("instance", g.instance_seeds()[0]) == g.instance_seeds()[0]}}))
+                                        "seed": g.seed, "extractor": spaces[0]},
+                {"features": reals[spaces[0]].key, **{f"gen_metrics:{m.config['generator']}": m.key for m in first}}))
     return cells
 
 
-def _instance_cells(spec: StudySpec, pipe: str, pack: Cell, real: Cell, gen: str, inst: int) -> tuple[Cell, Cell, Cell]:
-    """train_gen -> sample -> gen_metrics of one generator instance (seed ``inst``) on one pipeline.
+def _instance_cells(spec: StudySpec, pipe: str, pack: Cell, reals: dict[str, Cell], gen: str,
+                    inst: int) -> tuple[Cell, Cell, list[Cell]]:
+    """train_gen -> sample -> gen_metrics (one per feature space) of one generator instance (seed ``inst``).
 
-    With a single instance the names and keys are those of studies made before generator replication."""
+    With a single instance and space the names and keys are those of studies made before replication."""
     g, target = spec.generate, spec.classify.target_class
     doses = [d for d in spec.classify.doses] or [1.0]
     many = len(g.instance_seeds()) > 1
@@ -120,9 +125,11 @@ def _instance_cells(spec: StudySpec, pipe: str, pack: Cell, real: Cell, gen: str
         "image_size": spec.image_size, "sampler": g.sampler, "steps": g.sampling_steps, "seed": inst,
         "batch": g.sample_batch, **get_generator(gen).sample_config(g), **tag},
         {"train_gen": train.key, "pack": pack.key})
-    metric = make_cell("gen_metrics", name, {"generator": gen, "pipeline": pipe, "metrics": asdict(g.metrics), **tag},
-                       {"sample": sample.key, "pack": pack.key, "features": real.key})
-    return train, sample, metric
+    scored = [make_cell("gen_metrics", name + (f"-{space}" if i else ""),
+                        {"generator": gen, "pipeline": pipe, "metrics": asdict(g.metrics.in_space(space)), **tag},
+                        {"sample": sample.key, "pack": pack.key, "features": real.key})
+              for i, (space, real) in enumerate(reals.items())]
+    return train, sample, scored
 
 
 def _arm_cells(arm: str, doses: tuple[float, ...]) -> list[tuple[str, float, str | None]]:

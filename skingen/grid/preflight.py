@@ -67,8 +67,8 @@ def needed_assets(spec: StudySpec, todo: list[Cell]) -> dict[str | None, list[st
         models = sorted({c.config["train"]["model"] for c in todo if c.stage == "train_clf"})
         needs.setdefault(spec.classify.train.weights_dir, []).extend(models)
     g = spec.generate
-    if stages & {"features", "gen_metrics"} and g.metrics.extractor in ASSETS:
-        needs.setdefault(None, []).append(g.metrics.extractor)
+    if stages & {"features", "gen_metrics"}:
+        needs.setdefault(None, []).extend(e for e in g.metrics.spaces() if e in ASSETS)
     if any(c.stage == "train_gen" and c.config["generator"] == "ddpm" for c in todo) and g.ddpm.init_from:
         needs.setdefault(None, []).extend(n for n, files in ASSETS.items() if n.startswith("ddpm_")
                                           and any(Path(f.path).parent.name in g.ddpm.init_from for f in files))

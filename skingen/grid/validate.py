@@ -185,7 +185,7 @@ FIELDS: dict[type, dict[str, Rule | SetBy]] = {
         "grid_images": ints(0), "truncation_psi": nums(0, 1), "log_every": ints(1), "seed": SetBy("generate.seed"),
     },
     GenMetricsConfig: {
-        "extractor": one_of(*EXTRACTORS), "n_boot": ints(10), "matched_repeats": ints(10), "kid_subsets": ints(1),
+        "extractor": one_of(*EXTRACTORS), "extractors": each(one_of(*EXTRACTORS), empty_ok=True), "n_boot": ints(10), "matched_repeats": ints(10), "kid_subsets": ints(1),
         "kid_subset_size": ints(2),
         "is_splits": ints(1), "pr_k": ints(1), "dc_k": ints(1), "memorisation_quantile": nums(0, 1, lo_open=True, hi_open=True),
         "seed": SEED, "batch_size": ints(1),

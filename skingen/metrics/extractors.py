@@ -8,9 +8,15 @@ clean-fid's for the same extractor.
 - ``inception``: the standard FID Inception-v3 (TorchScript ``inception-2015-12-05.pt``, the file
   clean-fid and StyleGAN2-ADA use), 2048-d pool features, logits of the 1008-way head without bias
   (as StyleGAN2-ADA's IS). Weights only from ``$SKINGEN_ASSETS/inception/``.
-- ``dinov2_vits14``: self-supervised ViT-S/14 (timm), 384-d CLS features, no logits.
-- ``tiny``: a small fixed-seed random CNN with the same interface, for tests and the CPU demo
-  (its numbers are not comparable to Inception FID; reports name the extractor).
+- ``dinov2_vits14`` / ``dinov2_vitl14``: self-supervised DINOv2 ViT-S/14 or ViT-L/14 (timm), CLS features
+  (384-d / 1024-d) at 224 px, ImageNet normalisation, no logits (dgm-eval's recommended space is ViT-L/14).
+- ``clip_vitl14_336``: the CLIP ViT-L/14@336 image tower with its projection (timm's OpenAI port, 768-d),
+  L2-normalised, CLIP normalisation -- the space CMMD is defined in. timm rather than open_clip: timm is
+  already the project's one model library, loads the same OpenAI weights from one local file, and adds
+  no dependency.
+- ``tiny`` and ``dinov2_standin``: fixed-seed random networks with the same interfaces (a small CNN; the
+  DINOv2 ViT-S/14 architecture at 56 px), for tests and the CPU demo (their numbers are not comparable
+  with the real spaces'; reports name the extractor).
 """
 from __future__ import annotations
 
@@ -137,31 +143,75 @@ def _load_inception(assets: Path, device: torch.device) -> Extractor:
                      "TorchScript Inception-v3 (inception-2015-12-05.pt), clean resize", device)
 
 
-def _load_dinov2(assets: Path, device: torch.device) -> Extractor:
+IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+CLIP = ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711))
+
+
+@dataclass(frozen=True)
+class TimmSpace:
+    """A timm network as a feature space: its model id, input size, normalisation and output."""
+
+    name: str
+    timm_id: str
+    input_size: int
+    dim: int
+    norm: tuple = IMAGENET
+    head: bool = False  # keep the model's head (CLIP: the image projection) instead of the pooled features
+    l2: bool = False  # L2-normalise the features (CLIP embeddings, as CMMD uses them)
+    stand_in: bool = False  # random seeded weights, no asset (tests and the CPU demo)
+
+
+TIMM_SPACES = {
+    "dinov2_vits14": TimmSpace("dinov2_vits14", "vit_small_patch14_dinov2.lvd142m", 224, 384),
+    "dinov2_vitl14": TimmSpace("dinov2_vitl14", "vit_large_patch14_dinov2.lvd142m", 224, 1024),
+    "clip_vitl14_336": TimmSpace("clip_vitl14_336", "vit_large_patch14_clip_336.openai", 336, 768, CLIP, head=True,
+                                 l2=True),
+    "dinov2_standin": TimmSpace("dinov2_standin", "vit_small_patch14_dinov2.lvd142m", 56, 384, stand_in=True),
+}
+
+
+def _timm_model(space: TimmSpace, assets: Path):
     import timm
 
-    path = assets / "timm" / "vit_small_patch14_dinov2.lvd142m.safetensors"
+    kwargs = dict(img_size=space.input_size) | ({} if space.head else dict(num_classes=0))
+    if space.stand_in:
+        torch.manual_seed(0)
+        return timm.create_model(space.timm_id.split(".")[0], pretrained=False, **kwargs), None
+    path = assets / "timm" / f"{space.timm_id}.safetensors"
     if not path.is_file():
-        raise _missing(path, "dinov2_vits14")
-    # timm's own loader from the local file: strict keys, and the 518 px position embedding resampled to 224
-    model = timm.create_model("vit_small_patch14_dinov2.lvd142m", pretrained=True, num_classes=0, img_size=224,
-                              pretrained_cfg_overlay=dict(file=str(path)))
+        raise _missing(path, space.name)
+    # timm's own loader from the local file: strict keys, the position embedding resampled to the input size
+    return timm.create_model(space.timm_id, pretrained=True, pretrained_cfg_overlay=dict(file=str(path)),
+                             **kwargs), path
+
+
+def load_timm_space(space: TimmSpace, assets: Path, device: torch.device) -> Extractor:
+    """A timm feature space: clean resize to its input, its normalisation, CLS/pooled features (or the CLIP
+    projection), optionally L2-normalised."""
+    import timm
+
+    model, path = _timm_model(space, assets)
     model = model.to(device).eval()
-    mean = torch.tensor([0.485, 0.456, 0.406], device=device).view(1, 3, 1, 1) * 255
-    std = torch.tensor([0.229, 0.224, 0.225], device=device).view(1, 3, 1, 1) * 255
+    mean = torch.tensor(space.norm[0], device=device).view(1, 3, 1, 1) * 255
+    std = torch.tensor(space.norm[1], device=device).view(1, 3, 1, 1) * 255
 
     def net(x: torch.Tensor) -> tuple[torch.Tensor, None]:
-        return model((x - mean) / std), None
+        feats = model((x - mean) / std)
+        return (torch.nn.functional.normalize(feats, dim=1) if space.l2 else feats), None
 
-    return Extractor("dinov2_vits14", 224, 384, net, sha256_file(path), f"timm {timm.__version__} "
-                     "vit_small_patch14_dinov2.lvd142m, clean resize", device, model)
+    sha = _state_sha256(model) if path is None else sha256_file(path)
+    label = f"timm {timm.__version__} {space.timm_id}" + (" with random weights (stand-in)" if space.stand_in else "")
+    return Extractor(space.name, space.input_size, space.dim, net, sha, label + ", clean resize", device, model)
 
 
 EXTRACTORS: dict[str, Callable[[Path, torch.device], Extractor]] = {
     "inception": _load_inception,
-    "dinov2_vits14": _load_dinov2,
     "tiny": _load_tiny,
+    **{name: (lambda assets, device, space=space: load_timm_space(space, assets, device))
+       for name, space in TIMM_SPACES.items()},
 }
+STAND_INS = ("tiny", "dinov2_standin")  # numbers not comparable with the real spaces'
+FEATURE_DIMS = {"inception": 2048, "tiny": 64, **{n: s.dim for n, s in TIMM_SPACES.items()}}
 
 
 def load_extractor(name: str, assets: str | os.PathLike | None = None, device: str | None = None) -> Extractor:

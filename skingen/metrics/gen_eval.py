@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -36,16 +36,25 @@ class GenMetricsConfig:
     """Settings of one generative-metrics evaluation (all recorded in metrics.json)."""
 
     extractor: str = "inception"
+    extractors: tuple[str, ...] = ()  # several feature spaces, one scoring each (default: just ``extractor``)
     n_boot: int = 100
     matched_repeats: int = 10
     kid_subsets: int = 100
     kid_subset_size: int = 1000
     is_splits: int = 10
     pr_k: int = 3
-    dc_k: int = 5  # density/coverage neighbours (Naeem et al.)
+    dc_k: int = 5  # density/coverage neighbours (Naeem et al.); fewer, recorded, when a set is smaller
     memorisation_quantile: float = 0.05
     seed: int = 0
     batch_size: int = 64
+
+    def spaces(self) -> tuple[str, ...]:
+        """The feature spaces a study scores its generators in, the first one the default (t-SNE, headline)."""
+        return tuple(self.extractors) or (self.extractor,)
+
+    def in_space(self, name: str) -> "GenMetricsConfig":
+        """These settings for one space (what one gen_metrics cell records)."""
+        return replace(self, extractor=name, extractors=())
 
     def __post_init__(self):
         if self.matched_repeats < 10:
@@ -98,9 +107,9 @@ def matched_metrics(train: np.ndarray, test: np.ndarray, fake: np.ndarray, cfg: 
     n = min(len(train), len(test), len(fake))
     sets = {"": fake, "_floor": train}
     reps = mt.matched_repeats(test, sets, n, cfg.matched_repeats, cfg.seed, cfg.kid_subsets, cfg.kid_subset_size,
-                              cfg.pr_k, dc_k=cfg.dc_k)
+                              cfg.pr_k, dc_k=min(cfg.dc_k, n - 1))
     boot = mt.fid_bootstrap(test, sets, n, cfg.n_boot, cfg.seed + 1)
-    out = {"reference": "test", "n_matched": n, "matched_repeats": cfg.matched_repeats,
+    out = {"reference": "test", "n_matched": n, "matched_repeats": cfg.matched_repeats, "dc_k": min(cfg.dc_k, n - 1),
            "kid_subset_size": min(cfg.kid_subset_size, n),
            "fid_ci_method": mt.FID_CI_METHOD.format(n_boot=cfg.n_boot) + f"; ± sd over {cfg.matched_repeats} "
                             "subsample rounds at N"}
@@ -123,7 +132,7 @@ def full_n_metrics(grams: gm.Grams, cfg: GenMetricsConfig) -> dict:
     N differs per set)."""
     kid_mean, kid_std, kid_m = gm.kid(grams, cfg.kid_subsets, cfg.kid_subset_size, cfg.seed)
     precision, recall = gm.precision_recall(grams, cfg.pr_k)
-    density, coverage = fidelity.density_coverage(grams, cfg.dc_k)
+    density, coverage = fidelity.density_coverage(grams, min(cfg.dc_k, len(grams.x) - 1))
     x, y = grams.x.double().cpu().numpy(), grams.y.double().cpu().numpy()
     return {"reference": "train", "n_real": len(x), "n_fake": len(y), "fid": gm.fid(x, y), "kid": kid_mean,
             "kid_std": kid_std, "kid_subset_size": kid_m, "precision": precision, "recall": recall,
@@ -158,7 +167,7 @@ def evaluate_synthetic(fake_shard: str | os.PathLike, real_shards: str | os.Path
     log.info("scoring %s (%s) against %s with %s; outputs in %s", fake_shard, label, real_shards, extractor.name, out)
     fake = extract_features(ImageSet(fake_shard), extractor, out / "features" / "synthetic.h5", cfg.batch_size)
     train, test = real_features(real_shards, label, extractor, cache, cfg.batch_size)
-    need = max(cfg.pr_k, cfg.dc_k) + 1
+    need = cfg.pr_k + 1
     for name, s in (("train", train), ("test", test), ("synthetic", fake)):
         if len(s) < need:
             raise UserError(f"{name} set of class {label} has {len(s)} images; matched-N metrics need at least "

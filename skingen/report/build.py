@@ -17,8 +17,9 @@ from .collect import Results, classifier_rows, load_results
 from .effects import delta_records, factor_effects, public
 from .export import write_cells_long, write_effects
 from .figures import bar_chart, forest_plot, gradcam_grid, preprocessing_panel, training_curves
-from .generative import gen_metrics_table, sample_figures, tsne_figures
-from .html import figure_html, render_page, table_html
+from .generative import gen_metrics_tables, sample_figures, tsne_figures
+from .spaces import agreement
+from .html import figure_html, paragraph_html, render_page, table_html
 from .joint import JointBootstrap, run_joint_bootstrap
 from .original import original_comparison
 from .scores import study_scores
@@ -75,8 +76,10 @@ def build_report(root: str | os.PathLike, *more: str | os.PathLike, out: str | o
     ref = reference_model(res.spec_text, {r["model"] for r in rows})
     effects = factor_effects(jb, ref) if jb else []
     deltas = delta_records(jb) if jb else []
-    gen_table, gen_missing = gen_metrics_table(res)
-    tables = _classifier_tables(jb, deltas, effects, rows, gen_missing) + [gen_table]
+    gen_tables, gen_missing, differences = gen_metrics_tables(res)
+    agree, disagreements = agreement(differences)
+    gen_tables += [agree] if agree else []
+    tables = _classifier_tables(jb, deltas, effects, rows, gen_missing) + gen_tables
     original = original_comparison(jb) if tomllib.loads(res.spec_text or "").get("study", {}).get(
         "compare_to_original") else None
     audit = protocol_audit(res)
@@ -98,7 +101,8 @@ def build_report(root: str | os.PathLike, *more: str | os.PathLike, out: str | o
     verdicts = make_verdicts(effects, jb) if jb else ["No classifier cell has finished: nothing to compare yet."]
     sections = [("Classifier results", [table_html(t) for t in tables[:3]]),
                 ("Factor effects", [table_html(tables[3])]),
-                ("Synthetic images", [table_html(gen_table)] + [figure_html(*f) for f in tsne_figures(res)]
+                ("Synthetic images", [table_html(t) for t in gen_tables] + [paragraph_html(t) for t in disagreements]
+                 + [figure_html(*f) for f in tsne_figures(res)]
                  + [figure_html(*f) for f in sample_figures(res)]),
                 ("Figures", [figure_html(*f) for f in figures]),
                 ("Missing cells", [table_html(tables[4])])]
@@ -109,7 +113,7 @@ def build_report(root: str | os.PathLike, *more: str | os.PathLike, out: str | o
         "verdicts": verdicts, "effects": public(effects), "audit": audit, "reference_model": ref,
         "bootstrap": {"n_boot": n_boot, "seed": seed, "interval": effects[0]["interval"] if effects else None,
                       "n_images": jb.n_images if jb else 0, "n_clusters": jb.n_clusters if jb else 0},
-        "results_folders": [str(r) for r in roots], "n_classifier_cells": len(rows),
+        "feature_space_disagreements": disagreements, "results_folders": [str(r) for r in roots], "n_classifier_cells": len(rows),
         "n_missing": sum(r["metrics"] is None for r in rows)})
     log.info("report -> %s", out)
     return out / "index.html"

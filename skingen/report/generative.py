@@ -13,9 +13,10 @@ from ..metrics.matched import fid_difference
 from .collect import Results
 from .tables import Table, fmt
 
-GEN_HEADER = ["Pipeline", "Generator", "N (matched)", "FID ± sd [95 % CI]", "Real floor FID ± sd [95 % CI]",
-              "FID − floor [95 % CI]", "KID ± sd", "Precision ± sd", "Recall ± sd", "Floor KID / P / R", "IS (± sd)",
-              "Memorised [95 % CI]", "Held-out reals, same n", "FID full N vs train", "N train / test / fake",
+GEN_HEADER = ["Pipeline", "Generator", "N (matched)", "FD ± sd [95 % CI]", "Real floor FD ± sd [95 % CI]",
+              "FD − floor [95 % CI]", "KID ± sd", "Precision ± sd", "Recall ± sd", "Floor KID / P / R",
+              "Density / coverage ± sd", "CMMD ± sd", "Floor density / coverage / CMMD", "IS (± sd)",
+              "Memorised [95 % CI]", "Held-out reals, same n", "FD full N vs train", "N train / test / fake",
               "Extractor"]
 
 GEN_NOTE = (
@@ -30,12 +31,21 @@ GEN_NOTE = (
     "and threshold; held-out reals: the same fraction for half of the test reals with the other half setting the "
     "threshold, against as many fakes (mean [range over rounds], n images) — what an honest generator scores. "
     "Full-N FID: all fakes vs all train reals (unequal N; not comparable with the floor). "
-    "A 'tiny' extractor is a test stand-in: its numbers are not comparable to Inception FID.")
+    "FD is FID's formula in this table's feature space. Density/coverage: Naeem et al.'s k-NN balls (k = {dc_k}); "
+    "CMMD: 1000 x the RBF-kernel MMD^2 (sigma = 10; defined on CLIP embeddings, given in every space). "
+    "'tiny' and 'dinov2_standin' are test stand-ins with random weights: their numbers are not comparable with "
+    "the real spaces'.")
 
 
 def _pm(mean, sd, ci=None, digits: int = 3) -> str:
     text = f"{mean:.{digits}f} ± {sd:.{digits}f}"
     return text + (f" [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]" if ci else "")
+
+
+def _floor_fidelity(m: dict) -> str:
+    if "density_floor" not in m:
+        return "—"
+    return f"{m['density_floor']:.3f} / {m['coverage_floor']:.3f} / {m['cmmd_floor']:.3f}"
 
 
 def _generator_row(pipe: str, gen: str, m: dict) -> list[str]:
@@ -45,16 +55,18 @@ def _generator_row(pipe: str, gen: str, m: dict) -> list[str]:
     is_text = "—" if m.get("is_mean") is None else f"{m['is_mean']:.2f} ± {m['is_std']:.2f}"
     held_out = "—" if base is None else (f"{fmt(base['real']['mean'], *base['real']['range'])} vs fakes "
                                          f"{base['fake']['mean']:.3f} (n = {base['n']})")
+    fidelity = ["—", "—"] if "density" not in m else [
+        f"{_pm(m['density'], m['density_sd'])} / {_pm(m['coverage'], m['coverage_sd'])}", _pm(m["cmmd"], m["cmmd_sd"])]
     return [pipe, gen, str(m["n_matched"]), _pm(m["fid"], m["fid_sd"], m["fid_ci"]),
             _pm(m["fid_floor"], m["fid_floor_sd"], m["fid_floor_ci"]), fmt(m["fid_minus_floor"], *m["fid_minus_floor_ci"]),
             _pm(m["kid"], m["kid_std"], digits=4), _pm(m["precision"], m["precision_sd"]),
-            _pm(m["recall"], m["recall_sd"]), floor_kpr, is_text, fmt(m["memorised_fraction"], *m["memorised_ci"]),
-            held_out, f"{full['fid']:.3f}", f"{m['n_real']} / {m['n_test']} / {m['n_fake']}",
-            f"{m['extractor']} ({m['extractor_sha256'][:12]})"]
+            _pm(m["recall"], m["recall_sd"]), floor_kpr, *fidelity, _floor_fidelity(m), is_text,
+            fmt(m["memorised_fraction"], *m["memorised_ci"]), held_out, f"{full['fid']:.3f}",
+            f"{m['n_real']} / {m['n_test']} / {m['n_fake']}", f"{m['extractor']} ({m['extractor_sha256'][:12]})"]
 
 
-def _difference_row(res: Results, pipe: str, a: tuple, b: tuple) -> list[str]:
-    """FID(a) − FID(b) against the pipeline's test reals at matched N, from the cached features."""
+def _difference_row(res: Results, pipe: str, a: tuple, b: tuple) -> tuple[list[str], dict | None]:
+    """FD(a) − FD(b) against the pipeline's test reals at matched N, from the cached features (and the numbers)."""
     (cell_a, gen_a, m_a), (cell_b, gen_b, m_b) = a, b
     row = [pipe, f"{gen_a} − {gen_b}"] + ["—"] * (len(GEN_HEADER) - 2)
     try:
@@ -64,11 +76,11 @@ def _difference_row(res: Results, pipe: str, a: tuple, b: tuple) -> list[str]:
                  for c in (cell_a, cell_b)]
     except (UserError, StopIteration, KeyError) as exc:
         row[3] = f"missing: {exc}"
-        return row
+        return row, None
     d = fid_difference(test, *fakes, m_a["matched_repeats"], m_a["config"]["n_boot"], m_a["config"]["seed"],
                        n=min(m_a["n_matched"], m_b["n_matched"]))
     row[2], row[3] = str(d["n"]), _pm(d["estimate"], d["sd"], d["ci"])
-    return row
+    return row, {"pipeline": pipe, "space": m_a["extractor"], "a": gen_a, "b": gen_b, **d}
 
 
 def instance_label(config: dict) -> str:
@@ -76,28 +88,45 @@ def instance_label(config: dict) -> str:
     return config["generator"] + (f" (instance {config['instance']})" if "instance" in config else "")
 
 
-def gen_metrics_table(res: Results) -> tuple[Table, list[list[str]]]:
-    """One matched-N row per generator cell, one FID-difference row per pair of generators of a pipeline, and
-    rows for missing cells."""
-    body, missing, done = [], [], {}
+def gen_metrics_tables(res: Results, spaces: tuple[str, ...] = ()) -> tuple[list[Table], list[list[str]], list[dict]]:
+    """Per feature space, one table: a matched-N row per generator cell and an FD-difference row per pair of
+    generators of a pipeline; the rows for missing cells; and the differences (for the agreement block)."""
+    missing, by_space = [], {}
     for cell in res.of_stage("gen_metrics"):
-        pipe, gen = cell.config["pipeline"], instance_label(cell.config)
+        pipe, gen, space = cell.config["pipeline"], instance_label(cell.config), cell.config["metrics"]["extractor"]
         if res.states[cell.key] != "done":
-            missing.append([pipe, f"generator {gen}", "—", "—", f"generative metrics {res.reason(cell)}"])
+            missing.append([pipe, f"generator {gen} [{space}]", "—", "—", f"generative metrics {res.reason(cell)}"])
             continue
         m = json.loads((res.folder(cell) / "metrics.json").read_text())
-        body.append(_generator_row(pipe, gen, m))
+        by_space.setdefault(space, []).append((cell, gen, m))
+    order = [s for s in spaces if s in by_space] + [s for s in by_space if s not in spaces]
+    tables, differences = [], []
+    for i, space in enumerate(order or [None]):
+        table, diffs = _space_table(res, space, by_space.get(space, []), first=i == 0)
+        tables.append(table)
+        differences += diffs
+    return tables, missing, differences
+
+
+def _space_table(res: Results, space: str | None, done: list, first: bool) -> tuple[Table, list[dict]]:
+    body, groups, diffs = [], {}, []
+    for cell, gen, m in done:
+        body.append(_generator_row(cell.config["pipeline"], gen, m))
         group = json.dumps({k: v for k, v in cell.config.items() if k != "generator"}, sort_keys=True)
-        done.setdefault(group, []).append((cell, gen, m))
-    for group in done.values():
+        groups.setdefault(group, []).append((cell, gen, m))
+    for group in groups.values():
         pipe = group[0][0].config["pipeline"]
-        body += [_difference_row(res, pipe, a, b) for a, b in combinations(group, 2)]
-    cfg = next(iter(done.values()))[0][2] if done else {"matched_repeats": 10, "config": {"n_boot": 100},
-                                                         "memorisation_quantile": 0.05}
+        for a, b in combinations(group, 2):
+            row, d = _difference_row(res, pipe, a, b)
+            body.append(row)
+            diffs += [d] if d else []
+    cfg = done[0][2] if done else {"matched_repeats": 10, "config": {"n_boot": 100}, "memorisation_quantile": 0.05}
     note = GEN_NOTE.format(repeats=cfg["matched_repeats"], n_boot=cfg["config"]["n_boot"],
-                           q=cfg["memorisation_quantile"])
-    return Table("generative_metrics", "Generative metrics at matched N (synthetic and train reals vs test reals)",
-                 GEN_HEADER, body, note), missing
+                           q=cfg["memorisation_quantile"], dc_k=cfg.get("dc_k", cfg["config"].get("dc_k", 5)))
+    name = "generative_metrics" if first else f"generative_metrics_{space}"
+    title = "Generative metrics at matched N (synthetic and train reals vs test reals)" + (f" — {space} space"
+                                                                                          if space else "")
+    return Table(name, title, GEN_HEADER, body, note), diffs
 
 
 def tsne_figures(res: Results) -> list[tuple[str, Path | None, str]]:

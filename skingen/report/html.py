@@ -25,6 +25,11 @@ def table_html(table: Table) -> str:
     return f"<h3>{html.escape(table.title)}</h3>{note}<table><thead><tr>{head}</tr></thead><tbody>{body}{empty}</tbody></table>"
 
 
+def paragraph_html(text: str) -> str:
+    """One highlighted sentence (e.g. feature spaces that disagree)."""
+    return f"<p class='verdict'>{html.escape(text)}</p>"
+
+
 def figure_html(title: str, path: Path | None, why_missing: str = "") -> str:
     """An embedded PNG (data URI), or a line saying why the figure is missing."""
     if path is None:

@@ -155,3 +155,14 @@ extractor = "tiny"
 n_boot = 10
 kid_subsets = 10
 """
+
+
+def projections(name: str, values, k: int = 8):
+    """``k`` seeded random unit directions (seeded by the tensor's name) applied to ``values`` flattened, in float64:
+    a compact fingerprint of a parameter update for replay fixtures (tests/data/ddpm_replay.npz)."""
+    import zlib
+
+    flat = np.asarray(values, np.float64).ravel()
+    directions = np.random.default_rng(zlib.crc32(name.encode())).standard_normal((k, flat.size))
+    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+    return directions @ flat

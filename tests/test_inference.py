@@ -209,6 +209,9 @@ def test_one_instance_cannot_answer_the_generator_question():
         for text in verdicts(effects, jb):
             assert "Resolved" not in text and "generator comparison is insufficient" in text
             assert "[generate] seeds = [0, 1, 2]" in text
+        rows = delta_records(jb)
+        assert {r["arm"]: r["status"] for r in rows} == {"gta": "ok", "synthetic_stylegan2_ada": "single instance",
+                                                        "synthetic_ddpm": "single instance"}
 
 
 def test_too_few_pairs_are_insufficient_never_separate():

@@ -168,7 +168,8 @@ def delta_records(jb: JointBootstrap) -> list[dict]:
     rows = []
     for base, u in pairs:
         row = {"pipeline": u[0], "arm": u[1], "model": u[2], "n_seeds": jb.n_seeds[u], "n_instances": jb.n_instances[u],
-               "resampled": resampled(jb, [base, u])}
+               "resampled": resampled(jb, [base, u]),
+               "status": SINGLE if u[1].startswith("synthetic") and jb.n_instances[u] < 2 else "ok"}
         for metric in DELTA_METRICS:
             values = contrast(jb, metric, [(base, u)], shares[(u[1], metric)])
             est, ci = interval(values)

@@ -48,8 +48,9 @@ def test_set(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     per = rng.choice(sizes, size=int(n / np.dot(sizes, probs)) + 1, p=probs)
     lesion = np.repeat(np.arange(len(per)), per)[:n]
     n_lesions = int(lesion.max()) + 1
-    counts = np.floor(np.array(CLASS_MIX) * n_lesions).astype(int)
-    counts[0] += n_lesions - counts.sum()
+    exact = np.array(CLASS_MIX) * n_lesions / np.sum(CLASS_MIX)
+    counts = np.floor(exact).astype(int)
+    counts[np.argsort(counts - exact)[:n_lesions - counts.sum()]] += 1  # largest remainders: the mix, not NV, gains
     label = rng.permutation(np.repeat(np.arange(len(CLASS_MIX)), counts))[lesion]
     return label, lesion
 

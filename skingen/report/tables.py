@@ -94,7 +94,9 @@ def delta_table(records: list[dict], target: str = "MEL") -> Table:
     """Each arm minus the real-only arm (same pipeline and model), pooled over seeds; raw and Holm p-values."""
     body, keys = [], for_target(DELTA_KEYS, target)
     for r in records:
-        row = [r["pipeline"], r["arm"], r["model"], str(r["n_seeds"])]
+        arm = r["arm"] + (" (1 generator instance: its variability is not in the interval)"
+                          if r.get("status") == "single instance" else "")
+        row = [r["pipeline"], arm, r["model"], str(r["n_seeds"])]
         for key, _ in keys:
             d = r[key]
             row += [fmt(d["delta"], *d["ci"]), _p(d["p"]), _p(d["p_holm"])]

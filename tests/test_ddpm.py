@@ -219,3 +219,15 @@ def test_shuffled_epochs_show_every_image_once_and_processes_split_each_batch():
     cfg = DDPMConfig(batch_size=16, epochs=120)
     assert run_steps(cfg, 1563) == 120 * 98 and run_steps(DDPMConfig(max_steps=7), 1563) == 7  # 98 batches an epoch
     assert run_steps(DDPMConfig(batch_size=16, grad_accum=2, epochs=1), 100) == 7  # 13 micro-batches of 8
+
+
+def test_fp16_casts_like_the_example_and_falls_back_to_fp32_on_a_cpu(flat_shard, tmp_path):
+    from skingen.generators.ddpm import cast_inputs
+
+    x, eps = torch.rand(2, 3, 4, 4), torch.randn(2, 3, 4, 4)
+    hx, heps = cast_inputs(x, eps, "fp16")
+    assert hx.dtype == heps.dtype == torch.float16 and torch.equal(heps, eps.half())
+    assert cast_inputs(x, eps, "bf16")[0].dtype == torch.float32  # bf16 autocasts the network only
+    summary = train_ddpm(flat_shard, tmp_path / "fp16", DDPMConfig(**{**TINY, "max_steps": 2, "mixed_precision": "fp16"}))
+    expected = "fp16" if torch.cuda.is_available() else "no"
+    assert summary["mixed_precision_used"] == expected and summary["config"]["mixed_precision"] == "fp16"

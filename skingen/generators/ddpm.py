@@ -7,6 +7,7 @@ diffusers format), ``curves.csv``, ``samples/step_<k>.png`` grids, ``train_summa
 from __future__ import annotations
 
 import copy
+import logging
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -21,6 +22,8 @@ from ..progress import progress
 from .common import write_rank_digest
 from .ddpm_data import TrainImages, micro_batch
 from .ddpm_model import build_unet, load_unet
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,23 @@ def run_steps(cfg: DDPMConfig, n_images: int) -> int:
     return max(1, cfg.max_steps)
 
 
+def precision_used(cfg: DDPMConfig) -> str:
+    """The precision the run uses: fp16 (autocast + loss scaling, the original's) needs a GPU; on a CPU the
+    run falls back to fp32 and says so in the log and in train_summary.json."""
+    if cfg.mixed_precision == "fp16" and not torch.cuda.is_available():
+        log.warning("mixed_precision = 'fp16' needs a GPU; this CPU run trains in fp32 (recorded)")
+        return "no"
+    return cfg.mixed_precision
+
+
+def cast_inputs(x: torch.Tensor, eps: torch.Tensor, precision: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images and noise in the dtype the example feeds them: float16 under fp16 (its ``weight_dtype``), else as
+    drawn (float32); the loss is taken against the noise in float32 either way."""
+    if precision == "fp16":
+        return x.half(), eps.half()
+    return x, eps
+
+
 def _setup(train_shard: Path, out: Path, cfg: DDPMConfig):
     from accelerate import Accelerator
     from accelerate.utils import set_seed
@@ -77,7 +97,7 @@ def _setup(train_shard: Path, out: Path, cfg: DDPMConfig):
     n_class = len(data.class_names) if cfg.conditional else None
     unet = (load_unet(cfg.init_from, cfg.resolution, n_class) if cfg.init_from
             else build_unet(cfg.resolution, cfg.channels or None, cfg.layers_per_block, n_class))
-    acc = Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum,
+    acc = Accelerator(mixed_precision=precision_used(cfg), gradient_accumulation_steps=cfg.grad_accum,
                       cpu=not torch.cuda.is_available())
     opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, betas=(0.95, 0.999), weight_decay=cfg.weight_decay)
     lr_sched = get_cosine_schedule_with_warmup(opt, cfg.warmup_steps, run_steps(cfg, len(data)))
@@ -120,11 +140,12 @@ def _draws(data: TrainImages, cfg: DDPMConfig, micro: int, rank: int, world: int
 
 def _step(acc, unet, opt, lr_sched, noise, data: TrainImages, cfg: DDPMConfig, micro: int) -> float:
     x, labels, eps, t = _draws(data, cfg, micro, acc.process_index, acc.num_processes)
-    x, eps, t = x.to(acc.device), eps.to(acc.device), t.to(acc.device)
+    x, eps = cast_inputs(x.to(acc.device), eps.to(acc.device), acc.mixed_precision)
+    t = t.to(acc.device)
     with acc.accumulate(unet):
         with acc.autocast():
             pred = unet(noise.add_noise(x, eps, t), t, class_labels=labels.to(acc.device) if cfg.conditional else None).sample
-        loss = torch.nn.functional.mse_loss(pred.float(), eps)
+        loss = torch.nn.functional.mse_loss(pred.float(), eps.float())
         acc.backward(loss)
         if acc.sync_gradients:
             acc.clip_grad_norm_(unet.parameters(), cfg.grad_clip)
@@ -190,6 +211,7 @@ def _summary(acc, unet, ema, data: TrainImages, out: Path, cfg: DDPMConfig, p: P
     write_rank_digest(acc.unwrap_model(unet), out, acc.process_index)
     per_process = max(1, micro_size(cfg) // acc.num_processes)
     summary = {"config": asdict(cfg), "steps": p.step, "seconds_this_process": round(seconds, 2),
+               "mixed_precision_used": acc.mixed_precision,
                "num_processes": acc.num_processes, "per_process_batch": per_process,
                "effective_batch": micro_size(cfg) * cfg.grad_accum,
                "epochs_seen": round(p.batch * micro_size(cfg) / max(1, len(data)), 3),

@@ -193,8 +193,28 @@ def test_mixed_precision_run_routes_blocks_and_trains(shard):
     assert run.net_cfg.conv_clamp == 256.0 and run.net_cfg.num_fp16_res == 4
     assert run.reduced_blocks == [f"G.synthesis.blocks.{i}" for i in (1, 2)] + [f"D.blocks.{i}" for i in (0, 1)]
     assert all(np.isfinite(train_step(run)))
-    plain = _run(shard)
-    assert plain.net_cfg.conv_clamp is None and plain.reduced_blocks == []
+    plain = _run(shard)  # the default, "auto": float32 everywhere on a CPU (float16 there on a GPU)
+    assert plain.net_cfg.conv_clamp is None and plain.reduced_blocks == [] and plain.precision_used == "float32"
+    assert _run(shard, mixed_precision="fp16").precision_used == "float32"  # fp16 needs a GPU: recorded fallback
+
+
+def test_fp16_reference_settings_and_prenormalisation(shard):
+    """On a GPU "auto" and "fp16" run the reduced blocks in float16; the reference's pre-normalisation of weights
+    and styles before a demodulated float16 convolution leaves the function unchanged."""
+    from skingen.generators.stylegan2.layers import fp16_prenormalise, modulated_conv2d
+    from skingen.generators.stylegan2.train import StyleGAN2Config, reduced_dtype
+
+    for name, want in (("auto", torch.float16), ("fp16", torch.float16), ("bf16", torch.bfloat16), ("no", None)):
+        assert reduced_dtype(StyleGAN2Config(mixed_precision=name), cuda=True) is want
+    gen = torch.Generator().manual_seed(0)
+    x, w = torch.randn(2, 8, 6, 6, generator=gen), 30 * torch.randn(5, 8, 3, 3, generator=gen)
+    styles = 50 * torch.randn(2, 8, generator=gen)
+    w2, s2 = fp16_prenormalise(w, styles)
+    assert float(w2.abs().amax(dim=(1, 2, 3)).max()) == pytest.approx(1 / 72 ** 0.5) and float(s2.abs().max()) == 1.0
+    for fused in (True, False):
+        a = modulated_conv2d(x, w, styles, demodulate=True, padding=1, fused=fused)
+        b = modulated_conv2d(x, w2, s2, demodulate=True, padding=1, fused=fused)
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
 def test_presets_carry_the_reference_training_settings():

@@ -128,7 +128,7 @@ FIELD_CASES = [
     ("demo", "[generate.stylegan2_ada]\nada_target = 0", "generate.stylegan2_ada.ada_target = 0.0: must be"),
     ("demo", "[generate.stylegan2_ada]\nstyle_mixing = 2", "generate.stylegan2_ada.style_mixing = 2.0: must be"),
     ("demo", "[generate.stylegan2_ada]\ntruncation_psi = -1", "generate.stylegan2_ada.truncation_psi = -1.0: must"),
-    ("demo", '[generate.stylegan2_ada]\nmixed_precision = "fp16"', "generate.stylegan2_ada.mixed_precision 'fp16'"),
+    ("demo", '[generate.stylegan2_ada]\nmixed_precision = "fp8"', "generate.stylegan2_ada.mixed_precision 'fp8'"),
     ("demo", '[generate.metrics]\nextractor = "clip"', "generate.metrics.extractor 'clip' unknown; use inception"),
     ("demo", "[generate.metrics]\nn_boot = 0", "n_boot = 0"),  # GenMetricsConfig may say it first, in its words
     ("demo", "[generate.metrics]\nkid_subset_size = 1", "generate.metrics.kid_subset_size = 1: must be"),

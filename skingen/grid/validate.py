@@ -181,7 +181,7 @@ FIELDS: dict[type, dict[str, Rule | SetBy]] = {
         "ema_rampup": unset_or(NONNEG),
         "augment": Rule(_augment, "'ada', 'fixed:P' (0 <= P <= 1) or 'none'", unknown=True, bad="fixed:2"),
         "ada_target": nums(0, 1, lo_open=True), "ada_interval": ints(1), "ada_kimg": unset_or(POS), "mirror": BOOL,
-        "mixed_precision": one_of("no", "bf16"), "init_from": ANY, "compile": BOOL, "checkpoint_every": ints(0),
+        "mixed_precision": one_of("auto", "fp16", "bf16", "no"), "init_from": ANY, "compile": BOOL, "checkpoint_every": ints(0),
         "grid_images": ints(0), "truncation_psi": nums(0, 1), "log_every": ints(1), "seed": SetBy("generate.seed"),
     },
     GenMetricsConfig: {

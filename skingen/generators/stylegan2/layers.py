@@ -101,6 +101,8 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
     by the demodulation coefficients (from a (N, in) x (in, out) product); the same function.
     ``up``: a stride-2 transposed convolution (output 2H + k - 2 before trimming), then the FIR filter
     with gain 4 and the padding that brings the output to exactly 2H."""
+    if x.dtype == torch.float16 and demodulate:
+        weight, styles = fp16_prenormalise(weight, styles)
     if not fused:
         out = _conv(x * styles.to(x.dtype)[:, :, None, None], weight.to(x.dtype), padding, up)
         if demodulate:
@@ -120,6 +122,15 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
         wts = wts.reshape(n * c_out, c_in, kh, kw)
     out = _conv(x, wts.to(x.dtype), padding, up, groups=n)
     return out.reshape(n, c_out, *out.shape[2:])
+
+
+def fp16_prenormalise(weight: torch.Tensor, styles: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The reference's guard against float16 overflow before a demodulated convolution: each output channel's
+    weights scaled to max |w| = 1/sqrt(fan-in), each sample's styles to max |s| = 1. Demodulation divides
+    both scales out again, so the result is the same function."""
+    fan_in = weight[0].numel()
+    weight = weight / (weight.abs().amax(dim=(1, 2, 3), keepdim=True) * fan_in ** 0.5)
+    return weight, styles / styles.abs().amax(dim=1, keepdim=True)
 
 
 def _conv(x: torch.Tensor, weight: torch.Tensor, padding: int, up: bool, groups: int = 1) -> torch.Tensor:

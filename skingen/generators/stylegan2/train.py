@@ -1,8 +1,11 @@
 """The StyleGAN2-ADA training cell: the reference's phases (``steps``), EMA, adaptive augmentation.
 
 Settings left unset (None) come from the preset (``presets``: the reference's cfg_specs). With
-``mixed_precision = "bf16"`` the 4 highest-resolution blocks of G and D run in bfloat16 (the reference:
-float16) with activations clamped to +-256, everything else in float32.
+``mixed_precision = "auto"`` (the default) runs as the reference does by default on a GPU -- the 4
+highest-resolution blocks of G and D in float16 with activations clamped to +-256 and the modulated
+convolutions' weights and styles pre-normalised, everything else in float32 -- and in float32 on a CPU
+(float16 convolutions there are slow and not what anyone trains with); "fp16" and "bf16" force the
+reduced blocks to that dtype, "no" keeps float32 everywhere.
 
 Training state (G, D, G_ema, both optimisers, ADA p and controller, path-length mean, step, RNG
 states) lives in ``state/rank<k>.pt`` apart from the network snapshot (``snapshot/``: G_ema weights
@@ -14,6 +17,7 @@ since R1 and path-length regularisation take double backward passes.
 from __future__ import annotations
 
 import copy
+import logging
 import os
 import time
 from dataclasses import asdict, dataclass, replace
@@ -37,6 +41,7 @@ from .sequence import RealSequence
 from .snapshot import load_for_transfer, save_snapshot
 from .steps import train_step
 
+log = logging.getLogger(__name__)
 CURVE_COLUMNS = ("step", "kimg", "loss_g", "loss_d", "r1", "pl", "ada_p", "ada_rt")
 
 
@@ -67,7 +72,7 @@ class StyleGAN2Config:
     ada_interval: int = 4
     ada_kimg: float | None = None  # None: 500, or 100 when resuming (init_from), as the reference
     mirror: bool = False  # x-flip the dataset (besides ADA's own flips)
-    mixed_precision: str = "no"  # no | bf16: the 4 highest resolutions in bfloat16, conv_clamp 256
+    mixed_precision: str = "auto"  # auto (fp16 on a GPU, no on a CPU) | fp16 | bf16 | no: see the module docstring
     init_from: str = ""  # a StyleGAN2 snapshot/ folder (ours or imported): transfer, copied by name
     compile: bool = False
     checkpoint_every: int = 0  # steps; 0: only at the end and on signals
@@ -98,10 +103,22 @@ class StyleGAN2Config:
         return max(1, round(self.kimg * 1000 / (self.batch_size or self.resolved().batch_size)))
 
 
+PRECISIONS = {"no": None, "fp16": torch.float16, "bf16": torch.bfloat16, "auto": None}
+
+
+def reduced_dtype(cfg: StyleGAN2Config, cuda: bool) -> torch.dtype | None:
+    """The dtype of the reduced-precision blocks (None: float32 everywhere, no clamp)."""
+    if cfg.mixed_precision in ("auto", "fp16") and not cuda:
+        if cfg.mixed_precision == "fp16":
+            log.warning("mixed_precision = 'fp16' needs a GPU; this CPU run trains in float32 (recorded)")
+        return None
+    return torch.float16 if cfg.mixed_precision == "auto" else PRECISIONS[cfg.mixed_precision]
+
+
 def validate(cfg: StyleGAN2Config) -> float | None:
     """One-line errors for bad settings; returns the fixed augmentation probability, if any."""
-    if cfg.mixed_precision not in ("no", "bf16"):
-        raise UserError(f"mixed_precision {cfg.mixed_precision!r}: use 'no' or 'bf16' (bf16 needs no loss scaling)")
+    if cfg.mixed_precision not in PRECISIONS:
+        raise UserError(f"mixed_precision {cfg.mixed_precision!r}: use 'auto', 'fp16', 'bf16' or 'no'")
     if cfg.augment in ("ada", "none"):
         return None
     if cfg.augment.startswith("fixed:"):
@@ -121,15 +138,17 @@ class Run:
         cfg = cfg.resolved()
         self.cfg, self.data, self.acc = cfg, data, acc
         c_dim = len(data.class_names) if cfg.conditional else 0
-        reduced = cfg.mixed_precision != "no"  # the reference: num_fp16_res 4 and conv_clamp 256, or neither
+        dtype = reduced_dtype(cfg, acc.device.type == "cuda")
+        reduced = dtype is not None  # the reference: num_fp16_res 4 and conv_clamp 256, or neither
         self.net_cfg = network_config(cfg.preset, cfg.resolution, c_dim, cfg.fmaps, cfg.mapping_layers, cfg.mbstd_group,
                                       conv_clamp=256.0 if reduced else None, num_fp16_res=4 if reduced else 0)
         torch.manual_seed(cfg.seed)  # identical initial networks on every rank
         self.G = Generator(self.net_cfg).to(acc.device)
         self.D = Discriminator(self.net_cfg).to(acc.device)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)  # snapshots and grids: float32
-        self.reduced_blocks = [f"G.{n}" for n in set_reduced_precision(self.G, torch.bfloat16 if reduced else None)] + \
-            [f"D.{n}" for n in set_reduced_precision(self.D, torch.bfloat16 if reduced else None)]
+        self.precision_used = str(dtype).replace("torch.", "") if reduced else "float32"
+        self.reduced_blocks = [f"G.{n}" for n in set_reduced_precision(self.G, dtype)] + \
+            [f"D.{n}" for n in set_reduced_precision(self.D, dtype)]
         # init_from: copied by name as the reference resumes (G, G_ema, D); what was copied goes into the summary
         self.transfer = load_for_transfer(cfg.init_from, self.G, self.D, self.G_ema) if cfg.init_from else None
         self.augment = AugmentPipe().to(acc.device)
@@ -294,7 +313,7 @@ def _summary(run: Run, out: Path, seconds: float) -> dict:
                "kimg": run.step * run.cfg.batch_size / 1000, "seconds_this_process": round(seconds, 2),
                "num_processes": run.acc.num_processes, "per_process_batch": run.per_process,
                "effective_batch": run.per_process * run.acc.num_processes, "r1_gamma": run.gamma,
-               "reduced_precision_blocks": run.reduced_blocks,
+               "reduced_precision_blocks": run.reduced_blocks, "reduced_precision_dtype": run.precision_used,
                "ada_p": float(run.augment.p), "train_images": len(run.data),
                "train_image_ids_sha256": run.data.ids_sha256(), "train_shard": run.data.source,
                "transfer": run.transfer, "resume_defaults_applied": run.resume_defaults, "final": run.curves[-1] if run.curves else None, "sec_per_kimg": round(

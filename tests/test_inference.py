@@ -279,6 +279,8 @@ def test_a_small_test_set_keeps_its_melanomas_in_every_replicate():
     assert np.isnan(jb.values["mel_sensitivity"][i]).sum() == 0
     est, (lo, hi) = interval(jb.values["mel_f1"][i])
     assert 0.0 <= lo < est < hi <= 1.0 and hi - lo < 0.9
+    assert jb.small_strata and all(n < 5 for n in jb.small_strata.values())  # SCC: a lesion or two
+    assert all("Caution: few test clusters in" in t for t in verdicts(factor_effects(jb, "resnet50"), jb))
 
 
 def test_two_seeds_give_no_runaway_dor():

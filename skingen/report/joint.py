@@ -75,6 +75,7 @@ class JointBootstrap:
     cell_values: dict[str, np.ndarray] = field(default_factory=dict)  # metric -> (K, 1 + B), test resampling only
     target_name: str = "MEL"  # the class the one-vs-rest ('mel_*') metrics score
     image_inflation: float = 1.0  # see stratum_inflation
+    small_strata: dict = field(default_factory=dict)  # class -> test clusters, for classes with fewer than 5
     _values: dict = field(default_factory=dict, repr=False)
 
     def unit_index(self) -> dict[tuple, int]:
@@ -137,6 +138,17 @@ def stratum_inflation(cluster: np.ndarray, y: np.ndarray) -> float:
     return float(np.sqrt(m / (m - 1))) if m > 1 else 1.0
 
 
+SMALL_STRATUM = 5
+
+
+def small_strata(study: StudyScores) -> dict[str, int]:
+    """Classes with fewer than SMALL_STRATUM test clusters: their share of any class-averaged metric rests on so
+    few lesions that no resampling can show its variability (the report says so)."""
+    counts = np.bincount(cluster_strata(study.cluster, study.y), minlength=len(study.class_names))
+    names = study.class_names or tuple(str(i) for i in range(len(counts)))
+    return {names[k]: int(n) for k, n in enumerate(counts) if 0 < n < SMALL_STRATUM}
+
+
 def _label_draws(labels: list, n_boot: int, rng: np.random.Generator) -> dict:
     """label -> (1 + B,) how often it is drawn (row 0: once each); one draw over all the labels."""
     ordered = sorted(set(labels), key=str)
@@ -197,4 +209,4 @@ def run_joint_bootstrap(study: StudyScores, n_boot: int = 2000, seed: int = 0, p
                           {u: len(s) for u, s in n_inst.items()}, n_boot, seed, len(study.y),
                           int(study.cluster.max()) + 1, cell_values,
                           study.class_names[study.target] if study.class_names else "MEL",
-                          stratum_inflation(study.cluster, study.y))
+                          stratum_inflation(study.cluster, study.y), small_strata(study))

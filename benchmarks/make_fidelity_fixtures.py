@@ -6,6 +6,14 @@ The references are imported unmodified from checkouts named by environment varia
   DGM_EVAL_PATH      a checkout of layer6ai-labs/dgm-eval (its dgm_eval/metrics/prdc.py is loaded)
   CMMD_PYTORCH_PATH  a checkout of sayakpaul/cmmd-pytorch (its distance.py is loaded)
 
+The feature spaces' preprocessing is checked the same way: seeded uint8 images go through dgm-eval's
+``DINOv2Encoder.transform`` (its ``clean_resize`` variant, and its default for the record) and through the CMMD
+port's ``_resize_bicubic`` followed by CLIP's processor normalisation (the processor config's mean and std:
+transformers itself is not needed, so its import in embedding.py is satisfied by an empty stand-in module), then
+through one seeded random carrier network (timm ``vit_tiny_patch16_224`` at the space's input size); the carrier's
+features are stored. dgm-eval's package ``__init__`` files import every encoder (open_clip and more); the two
+modules used are loaded from the checkout without them.
+
 Usage: DGM_EVAL_PATH=... CMMD_PYTORCH_PATH=... python benchmarks/make_fidelity_fixtures.py [--out tests/data/fidelity_parity.npz]
 """
 from __future__ import annotations
@@ -41,6 +49,69 @@ def revision(env: str) -> str:
         return os.environ.get(env.replace("_PATH", "_COMMIT"), "unknown")
 
 
+CLIP_PROCESSOR = ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711))
+
+
+def preprocessing_images() -> list[np.ndarray]:
+    """Seeded square uint8 images of three sizes (shards hold square images)."""
+    rng = np.random.default_rng(7)
+    return [rng.integers(0, 256, size=(n, n, 3), dtype=np.uint8) for n in (64, 96, 331)]
+
+
+def carrier(size: int):
+    """The seeded random network both preprocessings feed (only the inputs differ)."""
+    import timm
+    import torch
+
+    torch.manual_seed(0)
+    return timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0, img_size=size).eval()
+
+
+def dgm_eval_dinov2():
+    """dgm-eval's DINOv2Encoder class, loaded without its package __init__ files."""
+    import sys
+    import types
+
+    root = Path(os.environ["DGM_EVAL_PATH"]) / "dgm_eval"
+    for name, path in (("dgm_eval", root), ("dgm_eval.models", root / "models")):
+        package = types.ModuleType(name)
+        package.__path__ = [str(path)]
+        sys.modules.setdefault(name, package)
+    from dgm_eval.models.dinov2 import DINOv2Encoder
+
+    return DINOv2Encoder
+
+
+def cmmd_resize():
+    """The CMMD port's _resize_bicubic (embedding.py; its transformers import stood in by an empty module)."""
+    import sys
+    import types
+
+    stand_in = types.ModuleType("transformers")
+    stand_in.CLIPImageProcessor = stand_in.CLIPVisionModelWithProjection = None
+    sys.modules.setdefault("transformers", stand_in)
+    return load("CMMD_PYTORCH_PATH", "embedding.py")._resize_bicubic
+
+
+def preprocessing(out: dict) -> None:
+    """Carrier features of the references' preprocessing for the DINOv2 and CLIP spaces."""
+    import torch
+    from PIL import Image
+
+    images = preprocessing_images()
+    encoder = dgm_eval_dinov2().__new__(dgm_eval_dinov2())
+    with torch.no_grad():
+        for variant, clean in (("clean", True), ("default", False)):
+            encoder.clean_resize = clean
+            x = torch.stack([encoder.transform(Image.fromarray(img)) for img in images]).float()
+            out[f"dinov2_{variant}_features"] = carrier(224)(x).numpy()
+        resize = cmmd_resize()
+        mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in CLIP_PROCESSOR)
+        x = torch.cat([torch.from_numpy(resize(img[None].astype(np.float32) / 255, 336)).permute(0, 3, 1, 2)
+                       for img in images])
+        out["clip_features"] = carrier(336)(((x - mean) / std).float()).numpy()
+
+
 def features(rng: np.random.Generator) -> dict:
     """Seeded real/fake sets: Gaussian features (an offset, wider fake cloud) and L2-normalised embeddings."""
     real = rng.normal(size=(300, 64)).astype(np.float32)
@@ -68,8 +139,11 @@ def main() -> None:
     out["cmmd"] = np.float64(distance.mmd(data["emb_real"].astype(np.float64), data["emb_fake"].astype(np.float64)))
     out["cmmd_same"] = np.float64(distance.mmd(data["emb_real"].astype(np.float64),
                                                data["emb_real"].astype(np.float64)))
-    out["sources"] = np.array([f"dgm-eval {revision('DGM_EVAL_PATH')} dgm_eval/metrics/prdc.py compute_prdc",
-                               f"cmmd-pytorch {revision('CMMD_PYTORCH_PATH')} distance.py mmd"])
+    preprocessing(out)
+    out["sources"] = np.array([f"dgm-eval {revision('DGM_EVAL_PATH')} dgm_eval/metrics/prdc.py compute_prdc, "
+                               "dgm_eval/models/dinov2.py DINOv2Encoder.transform",
+                               f"cmmd-pytorch {revision('CMMD_PYTORCH_PATH')} distance.py mmd, "
+                               "embedding.py _resize_bicubic"])
     np.savez_compressed(args.out, **out)
     print(f"wrote {args.out}: " + ", ".join(f"{k}={float(v):.9g}" for k, v in out.items()
                                             if np.ndim(v) == 0))

@@ -121,3 +121,25 @@ def test_timm_feature_spaces_have_their_documented_outputs():
     with pytest.raises(UserError, match="clip_vitl14_336 weights missing; run 'skingen assets fetch --only "
                                         "clip_vitl14_336'"):
         load_extractor("clip_vitl14_336", assets="/nonexistent", device="cpu")
+
+
+@pytest.mark.parametrize("space, key, size", [("dinov2_vitl14", "dinov2_clean_features", 224),
+                                              ("dinov2_vits14", "dinov2_clean_features", 224),
+                                              ("clip_vitl14_336", "clip_features", 336)])
+def test_feature_space_preprocessing_equals_the_references(space, key, size):
+    """Our resize and normalisation feed a seeded random carrier network the same input as dgm-eval's DINOv2
+    transform (its clean_resize variant) and the CMMD port's CLIP preprocessing: features within 1e-5."""
+    import timm
+    import torch
+
+    from skingen.metrics.extractors import TIMM_SPACES, network_input
+
+    rng = np.random.default_rng(7)
+    images = [rng.integers(0, 256, size=(n, n, 3), dtype=np.uint8) for n in (64, 96, 331)]
+    torch.manual_seed(0)
+    net = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0, img_size=size).eval()
+    with torch.no_grad():
+        ours = net(network_input(images, TIMM_SPACES[space]).float()).numpy()
+    assert np.abs(ours - FIXTURE[key]).max() <= 1e-5 * max(1.0, np.abs(FIXTURE[key]).max())
+    if key.startswith("dinov2"):  # dgm-eval's default (uint8 PIL resize) is a different input, and it shows
+        assert np.abs(ours - FIXTURE["dinov2_default_features"]).max() > 1e-4

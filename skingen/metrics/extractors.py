@@ -45,13 +45,11 @@ class Extractor:
     device: torch.device
     model: torch.nn.Module | None = None  # the underlying network, where there is one module
 
-    def resize(self, image: np.ndarray) -> np.ndarray:
-        """clean-fid "clean" resize of one (H, W, 3) uint8 image to float32 (S, S, 3) in [0, 255]."""
-        from cleanfid.resize import make_resizer
+    resize_mode: str = "clean"  # "clean" (clean-fid's, = dgm-eval's clean_resize) or "torch_bicubic" (CMMD's)
 
-        if not hasattr(self, "_resizer"):
-            self._resizer = make_resizer("PIL", False, "bicubic", (self.input_size, self.input_size))
-        return self._resizer(image)
+    def resize(self, image: np.ndarray) -> np.ndarray:
+        """One (H, W, 3) uint8 image to float32 (S, S, 3) in [0, 255] by the space's resize."""
+        return resize_image(image, self.input_size, self.resize_mode)
 
     @torch.no_grad()
     def __call__(self, batch: torch.Tensor) -> tuple[np.ndarray, np.ndarray | None]:
@@ -59,6 +57,18 @@ class Extractor:
         feats, logits = self.net(batch.to(self.device))
         return (feats.float().cpu().numpy(),
                 None if logits is None else logits.float().cpu().numpy())
+
+
+def resize_image(image: np.ndarray, size: int, mode: str = "clean") -> np.ndarray:
+    """"clean": clean-fid's resize (PIL bicubic on float channels, no re-quantisation) -- what dgm-eval's
+    ``clean_resize`` does; "torch_bicubic": ``torch.nn.functional.interpolate(mode="bicubic")`` on float
+    values, no antialiasing -- what the CMMD reference does before CLIP's processor."""
+    if mode == "torch_bicubic":
+        x = torch.from_numpy(np.ascontiguousarray(image, np.float32)).permute(2, 0, 1)[None]
+        return torch.nn.functional.interpolate(x, size=(size, size), mode="bicubic")[0].permute(1, 2, 0).numpy()
+    from cleanfid.resize import make_resizer
+
+    return make_resizer("PIL", False, "bicubic", (size, size))(image)
 
 
 def assets_dir(path: str | os.PathLike | None = None) -> Path:
@@ -158,6 +168,7 @@ class TimmSpace:
     norm: tuple = IMAGENET
     head: bool = False  # keep the model's head (CLIP: the image projection) instead of the pooled features
     l2: bool = False  # L2-normalise the features (CLIP embeddings, as CMMD uses them)
+    resize: str = "clean"  # see resize_image
     stand_in: bool = False  # random seeded weights, no asset (tests and the CPU demo)
 
 
@@ -165,7 +176,7 @@ TIMM_SPACES = {
     "dinov2_vits14": TimmSpace("dinov2_vits14", "vit_small_patch14_dinov2.lvd142m", 224, 384),
     "dinov2_vitl14": TimmSpace("dinov2_vitl14", "vit_large_patch14_dinov2.lvd142m", 224, 1024),
     "clip_vitl14_336": TimmSpace("clip_vitl14_336", "vit_large_patch14_clip_336.openai", 336, 768, CLIP, head=True,
-                                 l2=True),
+                                 l2=True, resize="torch_bicubic"),
     "dinov2_standin": TimmSpace("dinov2_standin", "vit_small_patch14_dinov2.lvd142m", 56, 384, stand_in=True),
 }
 
@@ -192,16 +203,29 @@ def load_timm_space(space: TimmSpace, assets: Path, device: torch.device) -> Ext
 
     model, path = _timm_model(space, assets)
     model = model.to(device).eval()
-    mean = torch.tensor(space.norm[0], device=device).view(1, 3, 1, 1) * 255
-    std = torch.tensor(space.norm[1], device=device).view(1, 3, 1, 1) * 255
 
     def net(x: torch.Tensor) -> tuple[torch.Tensor, None]:
-        feats = model((x - mean) / std)
+        feats = model(normalise(x, space))
         return (torch.nn.functional.normalize(feats, dim=1) if space.l2 else feats), None
 
     sha = _state_sha256(model) if path is None else sha256_file(path)
     label = f"timm {timm.__version__} {space.timm_id}" + (" with random weights (stand-in)" if space.stand_in else "")
-    return Extractor(space.name, space.input_size, space.dim, net, sha, label + ", clean resize", device, model)
+    ext = Extractor(space.name, space.input_size, space.dim, net, sha, f"{label}, {space.resize} resize", device, model)
+    ext.resize_mode = space.resize
+    return ext
+
+
+def normalise(x: torch.Tensor, space: TimmSpace) -> torch.Tensor:
+    """NCHW values in [0, 255] -> the network's input: /255, minus the space's mean, over its std."""
+    mean = torch.tensor(space.norm[0], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    std = torch.tensor(space.norm[1], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    return (x / 255 - mean) / std
+
+
+def network_input(images: list[np.ndarray], space: TimmSpace) -> torch.Tensor:
+    """What a space's network receives for uint8 (H, W, 3) images: its resize, then its normalisation."""
+    x = np.stack([resize_image(img, space.input_size, space.resize) for img in images])
+    return normalise(torch.from_numpy(x).permute(0, 3, 1, 2), space)
 
 
 EXTRACTORS: dict[str, Callable[[Path, torch.device], Extractor]] = {

@@ -1,4 +1,5 @@
-"""Make tests/data/fidelity_parity.npz: precision/recall/density/coverage from dgm-eval's `compute_prdc` and
+"""Make tests/data/fidelity_parity.npz: FD (``compute_FD_with_reps``), KD (``compute_mmd`` with one subset of every
+image) and precision/recall/density/coverage from dgm-eval's `compute_prdc` and
 CMMD from the published PyTorch port of google-research's CMMD, on seeded feature arrays, so the CI tests
 check ours against the references without their code.
 
@@ -136,6 +137,13 @@ def main() -> None:
             ref = prdc.compute_prdc(data["real"], data["fake"], nearest_k=k)
         for name in ("precision", "recall", "density", "coverage"):
             out[f"{name}_k{k}"] = np.float64(ref[name])
+    fd = load("DGM_EVAL_PATH", "dgm_eval/metrics/fd.py")
+    mmd = load("DGM_EVAL_PATH", "dgm_eval/metrics/mmd.py")
+    out["fd"] = np.float64(fd.compute_FD_with_reps(data["real"].astype(np.float64), data["fake"].astype(np.float64)))
+    n = min(len(data["real"]), len(data["fake"]))  # one subset of every image: its draw only permutes them
+    with contextlib.redirect_stderr(io.StringIO()):
+        out["kd"] = np.float64(mmd.compute_mmd(data["real"][:n].astype(np.float64), data["fake"][:n].astype(np.float64),
+                                               n_subsets=1, subset_size=n)[0])
     out["cmmd"] = np.float64(distance.mmd(data["emb_real"].astype(np.float64), data["emb_fake"].astype(np.float64)))
     out["cmmd_same"] = np.float64(distance.mmd(data["emb_real"].astype(np.float64),
                                                data["emb_real"].astype(np.float64)))

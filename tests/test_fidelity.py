@@ -143,3 +143,15 @@ def test_feature_space_preprocessing_equals_the_references(space, key, size):
     assert np.abs(ours - FIXTURE[key]).max() <= 1e-5 * max(1.0, np.abs(FIXTURE[key]).max())
     if key.startswith("dinov2"):  # dgm-eval's default (uint8 PIL resize) is a different input, and it shows
         assert np.abs(ours - FIXTURE["dinov2_default_features"]).max() > 1e-4
+
+
+def test_fd_and_kd_equal_dgm_eval():
+    """FID's formula and the unbiased cubic-kernel MMD (KID) against dgm-eval's compute_FD_with_reps and
+    compute_mmd (one subset holding every image, so its random draw only permutes them)."""
+    from skingen.metrics.generative import fid, kid
+
+    assert fid(FIXTURE["real"].astype(np.float64), FIXTURE["fake"].astype(np.float64), "cpu") == pytest.approx(
+        float(FIXTURE["fd"]), rel=1e-6)
+    n = min(len(FIXTURE["real"]), len(FIXTURE["fake"]))
+    value, _, m = kid(Grams(FIXTURE["real"][:n], FIXTURE["fake"][:n], "cpu"), subsets=1, subset_size=n)
+    assert m == n and value == pytest.approx(float(FIXTURE["kd"]), rel=1e-5)

@@ -22,4 +22,5 @@ run() {  # name, timeout, command...
 run stylegan2 330 $py benchmarks/bench_stylegan2_gpu.py
 run metrics 120 $py benchmarks/bench_metrics.py --n-images 256 --batch 64
 run ddpm 120 $py benchmarks/bench_ddpm.py --steps 30 --batch 16
+run extractors 150 $py benchmarks/bench_extractors.py --n 512 --batch 64
 echo "figures in $out/summary.txt"

@@ -293,3 +293,19 @@ def test_two_seeds_give_no_runaway_dor():
     for i in range(len(jb.units)):
         dor = jb.values["mel_dor"][i]
         assert np.isfinite(dor).all() and dor.max() < 10 * np.nanmax(cells) and dor.min() > np.nanmin(cells) / 10
+
+
+def test_an_undefined_cell_or_pair_makes_the_replicate_undefined_not_shifted():
+    """A replicate where one of a unit's cells (or one of a contrast's pairs) is undefined is undefined, and counted;
+    averaging the others would move the replicate for no reason (0.2/0.8 cells: 0.5 -> 0.2)."""
+    from skingen.report.components import unit_parts
+    from skingen.report.stats import undefined_share
+
+    values = np.array([[0.2, 0.2, np.nan, 0.2], [0.8, 0.8, 0.8, 0.8], [np.nan] * 4])  # third cell: never defined
+    parts = unit_parts(values, np.ones_like(values), np.array([0, 0, 0]), 1)
+    assert parts.image[0].tolist()[:2] == [0.5, 0.5] and np.isnan(parts.image[0, 2]) and parts.image[0, 3] == 0.5
+    out = combine(parts.row(0), levels=2, share=0.0)
+    assert np.isnan(out[2]) and undefined_share(out) == pytest.approx(1 / 3)
+    pairs = Parts(np.array([[0.1, 0.1, np.nan], [0.5, 0.5, 0.5], [np.nan] * 3]), np.zeros((3, 3)), np.zeros((3, 3)))
+    mean = pairs.mean()
+    assert mean.image[0] == pytest.approx(0.3) and np.isnan(mean.image[2])

@@ -51,8 +51,12 @@ class Parts:
         return Parts(self.image - other.image, self.hier - other.hier, self.noise - other.noise)
 
     def mean(self) -> "Parts":
-        """Mean over the first axis, per replicate, skipping rows undefined there (all undefined: NaN)."""
-        return Parts(*(_nanmean0(a) for a in (self.image, self.hier, self.noise)))
+        """Mean over the rows (pairs) defined at the estimate; a replicate in which one of them is undefined is
+        undefined (NaN, counted in the undefined share), never the mean of the others."""
+        keep = ~np.isnan(np.atleast_2d(self.image)[:, 0])
+        if not keep.any():
+            return Parts(*(np.full(self.image.shape[1:], np.nan) for _ in range(3)))
+        return Parts(*(a[keep].mean(0) for a in (self.image, self.hier, self.noise)))
 
 
 def _nanvar(a: np.ndarray, axis=None):
@@ -62,15 +66,16 @@ def _nanvar(a: np.ndarray, axis=None):
         return np.nanvar(a, axis=axis)
 
 
-def _nanmean0(a: np.ndarray) -> np.ndarray:
-    valid = ~np.isnan(a)
-    out = np.full(a.shape[1:], np.nan)
-    np.divide(np.where(valid, a, 0.0).sum(0), valid.sum(0), out=out, where=valid.sum(0) > 0)
-    return out
-
-
-def pool(values: np.ndarray, weights: np.ndarray, unit_of_cell: np.ndarray, n_units: int) -> np.ndarray:
-    """Weighted mean of cell values (K, R) per unit and replicate, ignoring undefined (NaN) cells."""
+def pool(values: np.ndarray, weights: np.ndarray, unit_of_cell: np.ndarray, n_units: int,
+         strict: bool = False) -> np.ndarray:
+    """Weighted mean of cell values (K, R) per unit and replicate (NaN where the weights sum to 0); ``strict``:
+    NaN wherever one of the unit's cells is undefined, else those cells are skipped."""
+    if strict:
+        bad = np.zeros((n_units, values.shape[1]), bool)
+        np.logical_or.at(bad, unit_of_cell, np.isnan(values))
+        out = pool(values, weights, unit_of_cell, n_units)
+        out[bad] = np.nan
+        return out
     valid = ~np.isnan(values)
     num = np.zeros((n_units, values.shape[1]))
     den = np.zeros_like(num)
@@ -82,13 +87,20 @@ def pool(values: np.ndarray, weights: np.ndarray, unit_of_cell: np.ndarray, n_un
 
 
 def unit_parts(values: np.ndarray, weights: np.ndarray, unit_of_cell: np.ndarray, n_units: int) -> Parts:
-    """The parts of every unit from cell values (K, 1 + B) and label weights (K, 1 + B)."""
+    """The parts of every unit from cell values (K, 1 + B) and label weights (K, 1 + B). A cell undefined on
+    the test set itself (e.g. a DOR of a classifier that never predicts melanoma) is left out of its unit; a
+    replicate in which one of the unit's other cells is undefined leaves the unit undefined there (NaN), and a
+    replicate whose label draw gives the unit's cells no weight (a unit missing some of the study's seeds)
+    likewise -- both counted in the reported undefined share, never averaged over the remaining cells."""
+    defined = ~np.isnan(values[:, 0])
+    values, weights, unit_of_cell = values[defined], weights[defined], unit_of_cell[defined]
     ones = np.ones_like(values)
-    image = pool(values, ones, unit_of_cell, n_units)
+    image = pool(values, ones, unit_of_cell, n_units, strict=True)
     estimates = np.broadcast_to(values[:, :1], values.shape)
     hier = pool(estimates, weights, unit_of_cell, n_units) - image[:, :1]
     deviation = values - values[:, :1]
-    noise = pool(deviation, weights, unit_of_cell, n_units) - pool(deviation, ones, unit_of_cell, n_units)
+    noise = pool(deviation, weights, unit_of_cell, n_units, strict=True) - \
+        pool(deviation, ones, unit_of_cell, n_units, strict=True)
     return Parts(image, hier, noise)
 
 
@@ -133,7 +145,7 @@ def combine(parts: Parts, levels: int, share: float, bounds: tuple = (None, None
     bias = float(np.nanmean(image)) if np.isfinite(image).any() else 0.0
     image = image_inflation * (image - bias)
     scale = np.sqrt(levels / (levels - 1) * share) if levels > 1 else 0.0
-    labels = scale * parts.hier[1:] if scale > 0 else np.zeros_like(image)
+    labels = scale * parts.hier[1:] if scale > 0 else 0.0 * parts.hier[1:]  # a draw without weight: NaN either way
     factor = small_sample_factor(float(_nanvar(image)), float(_nanvar(labels)), levels)
     out[1:] = est - bias + factor * (image + labels)
     lo, hi = bounds

@@ -26,7 +26,7 @@ from .stats import interval
 log = logging.getLogger(__name__)
 LOG_POOLED = ("mel_dor",)  # pooled over seeds on the log scale
 INTERVAL = ("joint hierarchical bootstrap (test clusters within class, classifier-seed labels, generator-instance "
-            "labels), 95 % bias-corrected percentile")
+            "labels), 95 % percentile, shifted by the bootstrap bias estimate")
 BOUNDS = {"mcc": (-1.0, 1.0), "brier": (0.0, 2.0), "mel_dor": (None, None)}  # others lie in [0, 1]
 
 

@@ -5,7 +5,12 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from .tables import Table, fmt
+from .tables import Table
+
+
+def _sig(value: float) -> str:
+    """4 significant digits: FD differences span 1e-4 (stand-in spaces) to 1e2 (Inception)."""
+    return f"{value:.4g}"
 
 
 def _order(d: dict) -> str | None:
@@ -27,7 +32,8 @@ def agreement(differences: list[dict]) -> tuple[Table | None, list[str]]:
         row = [pipe, f"{a} − {b}"]
         for space in spaces:
             d = by_space.get(space)
-            row.append("—" if d is None else f"{fmt(d['estimate'], *d['ci'])} → {_order(d) or 'no order'}")
+            row.append("—" if d is None else f"{_sig(d['estimate'])} [{_sig(d['ci'][0])}, {_sig(d['ci'][1])}] → "
+                                             f"{_order(d) or 'no order'}")
         body.append(row)
         sentences += _sentence(pipe, a, b, by_space)
     note = ("FD(a) − FD(b) against the same test reals at matched N in each space, with its shifted joint-bootstrap "

@@ -96,6 +96,7 @@ def test_generator_study_runs_end_to_end(tmp_path):
     m_standin = json.loads((standin.folder(out) / "metrics.json").read_text())
     assert m_standin["extractor"] == "dinov2_standin" and "random weights (stand-in)" in m_standin["implementation"]
     assert {"density", "coverage", "cmmd", "cmmd_floor"} <= set(m_standin) and m_standin["dc_k"] >= 1
+    assert m_standin["pr_k"] == min(5, m_standin["n_matched"] - 1)  # k = 5 unless the sets are smaller
     of = {(c.stage, c.config.get("generator")): c.folder(out) for c in cells if space[c.key] in (None, "tiny")}
     for gen, step_attr, steps in (("ddpm", "checkpoint_step", 4), ("stylegan2_ada", "kimg", 0.032)):
         syn = ShardReader(of["sample", gen] / "synthetic.h5")

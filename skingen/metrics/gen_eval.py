@@ -42,8 +42,8 @@ class GenMetricsConfig:
     kid_subsets: int = 100
     kid_subset_size: int = 1000
     is_splits: int = 10
-    pr_k: int = 3
-    dc_k: int = 5  # density/coverage neighbours (Naeem et al.); fewer, recorded, when a set is smaller
+    pr_k: int = 5  # precision/recall neighbours (dgm-eval's 5; Kynkaenniemi et al. used 3); fewer, recorded, when a
+    dc_k: int = 5  # set is smaller; density/coverage neighbours (Naeem et al.), likewise
     memorisation_quantile: float = 0.05
     seed: int = 0
     batch_size: int = 64
@@ -107,9 +107,10 @@ def matched_metrics(train: np.ndarray, test: np.ndarray, fake: np.ndarray, cfg: 
     n = min(len(train), len(test), len(fake))
     sets = {"": fake, "_floor": train}
     reps = mt.matched_repeats(test, sets, n, cfg.matched_repeats, cfg.seed, cfg.kid_subsets, cfg.kid_subset_size,
-                              cfg.pr_k, dc_k=min(cfg.dc_k, n - 1))
+                              min(cfg.pr_k, n - 1), dc_k=min(cfg.dc_k, n - 1))
     boot = mt.fid_bootstrap(test, sets, n, cfg.n_boot, cfg.seed + 1)
     out = {"reference": "test", "n_matched": n, "matched_repeats": cfg.matched_repeats, "dc_k": min(cfg.dc_k, n - 1),
+           "pr_k": min(cfg.pr_k, n - 1),
            "kid_subset_size": min(cfg.kid_subset_size, n),
            "fid_ci_method": mt.FID_CI_METHOD.format(n_boot=cfg.n_boot) + f"; ± sd over {cfg.matched_repeats} "
                             "subsample rounds at N"}
@@ -131,7 +132,7 @@ def full_n_metrics(grams: gm.Grams, cfg: GenMetricsConfig) -> dict:
     """FID, KID, precision/recall, density/coverage and CMMD of all fakes against all train reals (no interval;
     N differs per set)."""
     kid_mean, kid_std, kid_m = gm.kid(grams, cfg.kid_subsets, cfg.kid_subset_size, cfg.seed)
-    precision, recall = gm.precision_recall(grams, cfg.pr_k)
+    precision, recall = gm.precision_recall(grams, min(cfg.pr_k, len(grams.x) - 1, len(grams.y) - 1))
     density, coverage = fidelity.density_coverage(grams, min(cfg.dc_k, len(grams.x) - 1))
     x, y = grams.x.double().cpu().numpy(), grams.y.double().cpu().numpy()
     return {"reference": "train", "n_real": len(x), "n_fake": len(y), "fid": gm.fid(x, y), "kid": kid_mean,
@@ -167,7 +168,7 @@ def evaluate_synthetic(fake_shard: str | os.PathLike, real_shards: str | os.Path
     log.info("scoring %s (%s) against %s with %s; outputs in %s", fake_shard, label, real_shards, extractor.name, out)
     fake = extract_features(ImageSet(fake_shard), extractor, out / "features" / "synthetic.h5", cfg.batch_size)
     train, test = real_features(real_shards, label, extractor, cache, cfg.batch_size)
-    need = cfg.pr_k + 1
+    need = 2  # the fewest images a k-NN manifold (k = 1) and KID can use; k shrinks to fit, recorded
     for name, s in (("train", train), ("test", test), ("synthetic", fake)):
         if len(s) < need:
             raise UserError(f"{name} set of class {label} has {len(s)} images; matched-N metrics need at least "

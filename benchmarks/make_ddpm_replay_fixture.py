@@ -29,6 +29,8 @@ from pathlib import Path
 import numpy as np
 
 EXAMPLE = "examples/unconditional_image_generation/train_unconditional.py"
+RECORDED_DEFAULTS = ("adam_beta1", "adam_beta2", "adam_weight_decay", "adam_epsilon", "ema_inv_gamma", "ema_power",
+                     "lr_scheduler")
 SETTINGS = dict(resolution=16, channels=(32, 64), layers_per_block=1, max_steps=6, batch_size=4, lr=1e-3,
                 warmup_steps=2, ema_decay=0.9999, checkpoint_every=0, grid_images=0, log_every=1, seed=7)
 # with gradient accumulation the schedule's length is counted in optimiser steps (ours); the example passes
@@ -169,7 +171,7 @@ def main() -> None:
 
     out = {"images": pixels, "source": np.array(
         f"diffusers {diffusers.__version__} from {root} ({os.environ.get('DIFFUSERS_COMMIT', 'commit unknown')}); "
-        f"{EXAMPLE} defaults {sorted((k, defaults[k]) for k in ('adam_beta1', 'adam_beta2', 'adam_weight_decay', 'adam_epsilon', 'ema_inv_gamma', 'ema_power', 'lr_scheduler'))}")}
+        f"{EXAMPLE} defaults {sorted((k, defaults[k]) for k in RECORDED_DEFAULTS)}")}
     for prefix, settings in VARIANTS.items():
         with tempfile.TemporaryDirectory() as tmp:
             write_shard(Path(tmp) / "train.h5", pixels)

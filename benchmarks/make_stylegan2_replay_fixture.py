@@ -117,7 +117,8 @@ def main() -> None:
     out: dict = {"settings": np.array(repr(SETTINGS))}
     run(out)
     np.savez_compressed(args.out, **out)
-    print(f"wrote {args.out}: {len(out)} arrays; pl_mean {[round(float(out[f'it{i}_pl_mean']), 5) for i in range(SETTINGS['iterations'])]}")
+    pl = [round(float(out[f"it{i}_pl_mean"]), 5) for i in range(SETTINGS["iterations"])]
+    print(f"wrote {args.out}: {len(out)} arrays; pl_mean {pl}")
 
 
 if __name__ == "__main__":

@@ -6,8 +6,8 @@ the trace term tr sqrtm(S1 S2) exactly, without scipy's slow sqrtm: from the sin
 A1 A2^T for few images or the eigenvalues of L^T S2 L (S1 = L L^T) for many; torch, so on the GPU
 when there is one); KID is the unbiased MMD^2 with the cubic polynomial kernel
 k(x, y) = (x.y / d + 1)^3 over seeded subsets of size <= min(N); IS uses 10 splits in order;
-precision/recall are Kynkäänniemi et al.'s k-NN manifolds (k from the caller: 5 by default in metrics.json). The three Gram matrices of a
-pair are computed once (torch, on the GPU when there is one) and shared by KID and PR.
+precision/recall are Kynkäänniemi et al.'s k-NN manifolds (k from the caller: 5 by default in
+metrics.json). The three Gram matrices of a pair are computed once (torch, on the GPU when there is one) and shared by KID and PR.
 """
 from __future__ import annotations
 

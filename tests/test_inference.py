@@ -64,11 +64,13 @@ def _brute_force_parts(study, n_boot, seed):
     for u in sorted({c.unit for c in study.cells}):
         ks = [k for k, c in enumerate(study.cells) if c.unit == u]
         image = v[ks].mean(0)
-        w = weights[ks]
-        hier = (w * v[ks, :1]).sum(0) / w.sum(0) - image[0]
         dev = v[ks] - v[ks, :1]
-        noise = (w * dev).sum(0) / w.sum(0) - dev.mean(0)
-        out[u] = (image, hier, noise)
+        hier, noise = [], []
+        for level in weights:  # the seed draw, then the instance draw
+            w = level[ks]
+            hier.append((w * v[ks, :1]).sum(0) / w.sum(0) - image[0])
+            noise.append((w * dev).sum(0) / w.sum(0) - dev.mean(0))
+        out[u] = (image, np.stack(hier), np.stack(noise))
     return out
 
 
@@ -81,7 +83,8 @@ def test_joint_bootstrap_equals_a_brute_force_recomputation():
     assert jb.units == sorted(brute)
     parts = jb.parts["macro_f1"]
     for i, u in enumerate(jb.units):
-        for got, want in zip((parts.image[i], parts.hier[i], parts.noise[i]), brute[u]):
+        row = parts.row(i)
+        for got, want in zip((row.image, row.hier, row.noise), brute[u]):
             assert np.allclose(got, want, atol=1e-9), u
     # column 0 is the plain estimate: mean over seeds and instances of each cell's test-set metric
     real = [c for c in study.cells if c.arm == "real" and c.pipeline == "basic"]
@@ -90,30 +93,39 @@ def test_joint_bootstrap_equals_a_brute_force_recomputation():
 
 
 def test_replicates_combine_the_parts_as_documented():
-    """estimate + f x (a x (image deviation - 2 x its mean) + s x hier): s^2 = share x n/(n - 1), the share
-    pooled as sum(var(hier) - var(noise)) / sum(var(hier)), f = t/z at the Satterthwaite df."""
+    """estimate - b + f x (a x (image deviation - b) + s_seed x hier_seed + s_inst x hier_inst): s^2 = share x
+    n/(n - 1), each level's share pooled as sum(var(hier) - var(noise)) / sum(var(hier)), f = t/z at the
+    Satterthwaite df (seeds: n - 1; instances: groups x (n - 1))."""
+    from skingen.report.components import Levels, label_shares
+
     rng = np.random.default_rng(0)
     image = np.r_[0.5, 0.5 - 0.01 + 0.02 * rng.normal(size=4000)]  # the bootstrap sits 0.01 below: biased
-    hier = np.r_[0.0, 0.03 * rng.normal(size=4000)]
-    noise = np.r_[0.0, 0.01 * rng.normal(size=4000)]
-    share = label_share(Parts(image, hier, noise))
-    assert share == pytest.approx(1 - 0.01 ** 2 / 0.03 ** 2, abs=0.02)
-    two = Parts(np.vstack([image, image]), np.vstack([hier, 2 * noise]), np.vstack([noise, noise]))
-    assert label_share(two) == pytest.approx((0.03 ** 2 - 0.01 ** 2 + 0.02 ** 2 - 0.01 ** 2) / (0.03 ** 2 + 0.02 ** 2),
-                                             abs=0.02)  # pooled: sums, not a mean of ratios
-    out = combine(Parts(image, hier, noise), levels=3, share=share, image_inflation=1.1)
+    hier = np.stack([np.r_[0.0, 0.03 * rng.normal(size=4000)], np.r_[0.0, 0.02 * rng.normal(size=4000)]])
+    noise = np.stack([np.r_[0.0, 0.01 * rng.normal(size=4000)], np.zeros(4001)])
+    shares = label_shares(Parts(image, hier, noise))
+    assert shares[0] == pytest.approx(1 - 0.01 ** 2 / 0.03 ** 2, abs=0.02) and shares[1] == pytest.approx(1.0)
+    two = Parts(np.vstack([image, image]), np.stack([np.vstack([hier[0], 2 * noise[0]])] * 2),
+                np.stack([np.vstack([noise[0], noise[0]])] * 2))
+    assert label_share(two, 0) == pytest.approx((0.03 ** 2 - 0.01 ** 2 + 0.02 ** 2 - 0.01 ** 2) / (0.03 ** 2 + 0.02 ** 2),
+                                                abs=0.02)  # pooled: sums, not a mean of ratios
+    levels = Levels(seeds=3, instances=3, groups=4)
+    out = combine(Parts(image, hier, noise), levels, shares, image_inflation=1.1)
     assert out[0] == 0.5
     assert np.mean(out[1:]) == pytest.approx(0.51, abs=2e-3)  # centred on estimate - bias
-    var_image, var_labels = (1.1 * 0.02) ** 2, 1.5 * share * hier[1:].var()
-    df = (var_image + var_labels) ** 2 / (var_labels ** 2 / 2)
+    var_image = (1.1 * 0.02) ** 2
+    var_seed, var_inst = 1.5 * shares[0] * hier[0, 1:].var(), 1.5 * shares[1] * hier[1, 1:].var()
+    df = (var_image + var_seed + var_inst) ** 2 / (var_seed ** 2 / 2 + var_inst ** 2 / 8)
     factor = t_dist.ppf(0.975, df) / norm.ppf(0.975)
-    assert 1.0 < factor == pytest.approx(small_sample_factor(var_image, var_labels, 3), rel=0.01)
-    assert np.std(out[1:]) == pytest.approx(factor * np.sqrt(var_image + var_labels), rel=0.05)
+    assert 1.0 < factor == pytest.approx(small_sample_factor(var_image, (var_seed, var_inst), (2, 8)), rel=0.01)
+    assert np.std(out[1:]) == pytest.approx(factor * np.sqrt(var_image + var_seed + var_inst), rel=0.05)
+    # more instance groups: more degrees of freedom for the same variance, a smaller widening
+    assert small_sample_factor(var_image, (0.0, var_inst), (2, 8)) < small_sample_factor(var_image, (0.0, var_inst), (2, 2))
     # no label variance beyond the image-level noise: the label part drops out entirely
-    assert label_share(Parts(image, noise, hier)) == 0.0
-    one_seed = combine(Parts(image, hier, noise), levels=1, share=share)
+    assert label_share(Parts(image, noise, hier), 0) == 0.0
+    one_seed = combine(Parts(image, hier, noise), Levels(seeds=1), shares)
     assert np.std(one_seed[1:]) == pytest.approx(0.02, rel=0.05)
-    assert combine(Parts(np.r_[0.99, np.full(10, 0.999)], np.zeros(11), np.zeros(11)), 3, 0.0, (0.0, 1.0)).max() <= 1.0
+    flat = Parts(np.r_[0.99, np.full(10, 0.999)], np.zeros((2, 11)), np.zeros((2, 11)))
+    assert combine(flat, Levels(3), (0.0, 0.0), (0.0, 1.0)).max() <= 1.0
 
 
 def test_every_replicate_shares_one_cluster_draw_within_each_class():
@@ -130,19 +142,19 @@ def test_label_draws_are_shared_by_every_cell_that_carries_the_label():
     sim = SimulatedStudy(n_images=60, arms=("real", "synthetic_ddpm"), models=("resnet50", "resnet18"), seeds=3,
                          instances=2)
     cells = simulate(sim, 0).cells
-    w = label_weights(cells, 500, np.random.default_rng(0))
-    assert (w >= 0).all() and (w[:, 0] == 1).all()
-    real = [k for k, c in enumerate(cells) if c.arm == "real"]
-    by_seed = {c.seed: w[k] for k, c in zip(real, [cells[k] for k in real])}
-    for k in real:  # one seed draw for both pipelines and both models
-        assert (w[k] == by_seed[cells[k].seed]).all()
+    seed_w, inst_w = label_weights(cells, 500, np.random.default_rng(0))
+    assert (seed_w >= 0).all() and (inst_w >= 0).all() and (seed_w[:, 0] == 1).all() and (inst_w[:, 0] == 1).all()
+    by_seed = {c.seed: seed_w[k] for k, c in enumerate(cells)}
+    for k, c in enumerate(cells):  # one seed draw for every arm, model and pipeline
+        assert (seed_w[k] == by_seed[c.seed]).all()
     assert sum(by_seed[s][1:] for s in range(3)).tolist() == [3.0] * 500
+    real = [k for k, c in enumerate(cells) if c.generator is None]
+    assert (inst_w[real] == 1).all()
     synth = [k for k, c in enumerate(cells) if c.generator is not None]
-    for k in synth:  # seed count x instance count; one instance draw per (pipeline, generator)
-        inst = [j for j in synth if cells[j].instance == cells[k].instance and cells[j].seed == 0
-                and cells[j].pipeline == cells[k].pipeline][0]
-        assert (w[k] * by_seed[0] == w[inst] * by_seed[cells[k].seed]).all()
-    first = {c.pipeline: w[k] for k, c in enumerate(cells) if k in synth and c.seed == 0 and c.instance == 0}
+    for k in synth:  # one instance draw per (pipeline, generator), shared by its models and seeds
+        same = [j for j in synth if cells[j].instance == cells[k].instance and cells[j].pipeline == cells[k].pipeline]
+        assert all((inst_w[j] == inst_w[k]).all() for j in same)
+    first = {c.pipeline: inst_w[k] for k, c in enumerate(cells) if k in synth and c.instance == 0}
     assert not np.array_equal(first["basic"], first["advanced"])  # two trained networks, two draws
 
 
@@ -302,10 +314,13 @@ def test_an_undefined_cell_or_pair_makes_the_replicate_undefined_not_shifted():
     from skingen.report.stats import undefined_share
 
     values = np.array([[0.2, 0.2, np.nan, 0.2], [0.8, 0.8, 0.8, 0.8], [np.nan] * 4])  # third cell: never defined
-    parts = unit_parts(values, np.ones_like(values), np.array([0, 0, 0]), 1)
+    from skingen.report.components import Levels
+
+    parts = unit_parts(values, (np.ones_like(values), np.ones_like(values)), np.array([0, 0, 0]), 1)
     assert parts.image[0].tolist()[:2] == [0.5, 0.5] and np.isnan(parts.image[0, 2]) and parts.image[0, 3] == 0.5
-    out = combine(parts.row(0), levels=2, share=0.0)
+    out = combine(parts.row(0), Levels(2), (0.0, 0.0))
     assert np.isnan(out[2]) and undefined_share(out) == pytest.approx(1 / 3)
-    pairs = Parts(np.array([[0.1, 0.1, np.nan], [0.5, 0.5, 0.5], [np.nan] * 3]), np.zeros((3, 3)), np.zeros((3, 3)))
+    pairs = Parts(np.array([[0.1, 0.1, np.nan], [0.5, 0.5, 0.5], [np.nan] * 3]), np.zeros((2, 3, 3)),
+                  np.zeros((2, 3, 3)))
     mean = pairs.mean()
     assert mean.image[0] == pytest.approx(0.3) and np.isnan(mean.image[2])

@@ -10,7 +10,8 @@ For a statistic that averages cells (a unit's mean over seeds and instances, or 
   different seeds differ by their true seed effect *and* by their own image-level noise, which ``image``
   already holds; the variance of ``noise`` measures that second share so it is not counted twice.
 
-A replicate is ``estimate - b + f x (a x (image deviation - b) + s x hier)``, b the mean image deviation:
+A replicate is ``estimate - b + f x (a x (image deviation - b) + sum over levels of s x hier)``, b the mean
+image deviation, the label parts kept per level (the seed draw and the instance draw):
 centred on the bias-corrected estimate (a ratio such as F1 is biased at a few hundred images, and the
 percentile interval would carry the bias twice), ``a`` the small-stratum widening of the image part, and ``s`` scales the label part to the variance of the seed and
 instance effects alone -- the share (var(hier) - var(noise)) / var(hier), pooled over the statistic's
@@ -33,7 +34,8 @@ Z95 = 1.959963984540054
 
 @dataclass(frozen=True)
 class Parts:
-    """``image``, ``hier`` and ``noise`` arrays of one shape, replicates on the last axis (column 0 first)."""
+    """``image`` (..., R) and, per label level, ``hier`` and ``noise`` (2, ..., R): level 0 the classifier-seed
+    draw, level 1 the generator-instance draw; replicates on the last axis (column 0 first)."""
 
     image: np.ndarray
     hier: np.ndarray
@@ -41,11 +43,11 @@ class Parts:
 
     def row(self, i: int) -> "Parts":
         """The parts of unit ``i``."""
-        return Parts(self.image[i], self.hier[i], self.noise[i])
+        return Parts(self.image[i], self.hier[:, i], self.noise[:, i])
 
     def take(self, rows: np.ndarray) -> "Parts":
         """The parts of the units in ``rows`` (stacked)."""
-        return Parts(self.image[rows], self.hier[rows], self.noise[rows])
+        return Parts(self.image[rows], self.hier[:, rows], self.noise[:, rows])
 
     def __sub__(self, other: "Parts") -> "Parts":
         return Parts(self.image - other.image, self.hier - other.hier, self.noise - other.noise)
@@ -55,8 +57,9 @@ class Parts:
         undefined (NaN, counted in the undefined share), never the mean of the others."""
         keep = ~np.isnan(np.atleast_2d(self.image)[:, 0])
         if not keep.any():
-            return Parts(*(np.full(self.image.shape[1:], np.nan) for _ in range(3)))
-        return Parts(*(a[keep].mean(0) for a in (self.image, self.hier, self.noise)))
+            shape = self.image.shape[1:]
+            return Parts(np.full(shape, np.nan), np.full((2, *shape), np.nan), np.full((2, *shape), np.nan))
+        return Parts(self.image[keep].mean(0), self.hier[:, keep].mean(1), self.noise[:, keep].mean(1))
 
 
 def _nanvar(a: np.ndarray, axis=None):
@@ -86,30 +89,35 @@ def pool(values: np.ndarray, weights: np.ndarray, unit_of_cell: np.ndarray, n_un
     return out
 
 
-def unit_parts(values: np.ndarray, weights: np.ndarray, unit_of_cell: np.ndarray, n_units: int) -> Parts:
-    """The parts of every unit from cell values (K, 1 + B) and label weights (K, 1 + B). A cell undefined on
-    the test set itself (e.g. a DOR of a classifier that never predicts melanoma) is left out of its unit; a
-    replicate in which one of the unit's other cells is undefined leaves the unit undefined there (NaN), and a
-    replicate whose label draw gives the unit's cells no weight (a unit missing some of the study's seeds)
-    likewise -- both counted in the reported undefined share, never averaged over the remaining cells."""
+def unit_parts(values: np.ndarray, weights: tuple[np.ndarray, np.ndarray], unit_of_cell: np.ndarray,
+               n_units: int) -> Parts:
+    """The parts of every unit from cell values (K, 1 + B) and the seed and instance label weights (each
+    (K, 1 + B)). A cell undefined on the test set itself (e.g. a DOR of a classifier that never predicts
+    melanoma) is left out of its unit; a replicate in which one of the unit's other cells is undefined leaves the
+    unit undefined there (NaN), and a replicate whose label draw gives the unit's cells no weight (a unit missing
+    some of the study's seeds) likewise -- both counted in the reported undefined share, never averaged over the
+    remaining cells."""
     defined = ~np.isnan(values[:, 0])
-    values, weights, unit_of_cell = values[defined], weights[defined], unit_of_cell[defined]
+    values, unit_of_cell = values[defined], unit_of_cell[defined]
     ones = np.ones_like(values)
     image = pool(values, ones, unit_of_cell, n_units, strict=True)
     estimates = np.broadcast_to(values[:, :1], values.shape)
-    hier = pool(estimates, weights, unit_of_cell, n_units) - image[:, :1]
     deviation = values - values[:, :1]
-    noise = pool(deviation, weights, unit_of_cell, n_units, strict=True) - \
-        pool(deviation, ones, unit_of_cell, n_units, strict=True)
-    return Parts(image, hier, noise)
+    plain = pool(deviation, ones, unit_of_cell, n_units, strict=True)
+    hier, noise = [], []
+    for w in weights:
+        w = w[defined]
+        hier.append(pool(estimates, w, unit_of_cell, n_units) - image[:, :1])
+        noise.append(pool(deviation, w, unit_of_cell, n_units, strict=True) - plain)
+    return Parts(image, np.stack(hier), np.stack(noise))
 
 
-def label_share(pieces: Parts) -> float:
-    """The share of the label spread that is seed or instance variance rather than image-level noise,
-    pooled over ``pieces`` (rows: the units, or the pairs of a contrast): sum(var(hier) - var(noise)) /
-    sum(var(hier)), within [0, 1]. One statistic's own spread rests on n - 1 = 2 degrees of freedom
-    with three seeds; the share pooled over many rows does not swing to 0 and back."""
-    hier, noise = np.atleast_2d(pieces.hier)[:, 1:], np.atleast_2d(pieces.noise)[:, 1:]
+def label_share(pieces: Parts, level: int) -> float:
+    """The share of a label level's spread (0: seeds, 1: instances) that is seed or instance variance rather
+    than image-level noise, pooled over ``pieces`` (rows: the units, or the pairs of a contrast):
+    sum(var(hier) - var(noise)) / sum(var(hier)), within [0, 1]. One statistic's own spread rests on
+    n - 1 = 2 degrees of freedom with three seeds; the share pooled over many rows does not swing to 0 and back."""
+    hier, noise = np.atleast_2d(pieces.hier[level])[:, 1:], np.atleast_2d(pieces.noise[level])[:, 1:]
     var_hier = _nanvar(hier, axis=1)
     var_noise = _nanvar(noise, axis=1)
     keep = np.isfinite(var_hier) & np.isfinite(var_noise)
@@ -119,23 +127,46 @@ def label_share(pieces: Parts) -> float:
     return float(np.clip((var_hier[keep] - var_noise[keep]).sum() / total, 0.0, 1.0))
 
 
-def small_sample_factor(var_image: float, var_labels: float, levels: int) -> float:
-    """t / z at 95 % for the Welch-Satterthwaite degrees of freedom of image + label variance: the label
-    variance is read off ``levels`` labels (n - 1 degrees of freedom), the image variance off hundreds of
-    clusters (taken as exact), so three seeds with a dominant seed effect widen the interval as a t
-    interval would, and a negligible one leaves it alone."""
-    if levels < 2 or not var_labels > 0:
+def label_shares(pieces: Parts) -> tuple[float, float]:
+    """:func:`label_share` of the seed and of the instance level."""
+    return label_share(pieces, 0), label_share(pieces, 1)
+
+
+def small_sample_factor(var_image: float, var_labels: tuple[float, float], dfs: tuple[int, int]) -> float:
+    """t / z at 95 % for the Welch-Satterthwaite degrees of freedom of image + seed + instance variance: the
+    seed variance rests on n_seeds - 1 degrees of freedom, the instance variance on the sum of n_instances - 1
+    over the independent (pipeline, generator) groups the statistic involves, the image variance on hundreds
+    of clusters (taken as exact). A dominant seed effect with three seeds widens the interval as a t interval
+    would; a negligible one leaves it alone."""
+    terms = [(v, df) for v, df in zip(var_labels, dfs) if df >= 1 and v > 0]
+    if not terms:
         return 1.0
-    df = (var_image + var_labels) ** 2 / (var_labels ** 2 / (levels - 1))
+    df = (var_image + sum(v for v, _ in terms)) ** 2 / sum(v * v / df for v, df in terms)
     return float(t_dist.ppf(0.975, df) / Z95)
 
 
-def combine(parts: Parts, levels: int, share: float, bounds: tuple = (None, None),
+@dataclass(frozen=True)
+class Levels:
+    """How many labels each level of a statistic has: seeds, instances per group, and instance groups."""
+
+    seeds: int
+    instances: int = 1
+    groups: int = 0
+
+    def scales(self, shares: tuple[float, float]) -> tuple[float, float]:
+        """The factor on each level's part: sqrt(share x n/(n - 1)) (0 for a level with one label)."""
+        return tuple(float(np.sqrt(n / (n - 1) * share)) if n > 1 else 0.0
+                     for n, share in zip((self.seeds, self.instances), shares))
+
+    def dfs(self) -> tuple[int, int]:
+        return self.seeds - 1, self.groups * (self.instances - 1)
+
+
+def combine(parts: Parts, levels: Levels, shares: tuple[float, float], bounds: tuple = (None, None),
             image_inflation: float = 1.0) -> np.ndarray:
-    """(1 + B,) estimate and replicates of one statistic (see the module docstring). ``levels``: the fewest
-    labels of a resampled level (seeds or instances); ``share``: :func:`label_share` of the statistic's
-    family; replicates are kept within the metric's ``bounds``; ``image_inflation`` widens the image part
-(small class strata, see ``joint.stratum_inflation``)."""
+    """(1 + B,) estimate and replicates of one statistic (see the module docstring). ``levels``: its labels;
+    ``shares``: :func:`label_shares` of the statistic's family; replicates are kept within the metric's
+    ``bounds``; ``image_inflation`` widens the image part (small class strata, see ``joint.stratum_inflation``)."""
     est = float(parts.image[0])
     out = np.full(parts.image.shape, np.nan)
     out[0] = est
@@ -144,10 +175,9 @@ def combine(parts: Parts, levels: int, share: float, bounds: tuple = (None, None
     image = parts.image[1:] - est
     bias = float(np.nanmean(image)) if np.isfinite(image).any() else 0.0
     image = image_inflation * (image - bias)
-    scale = np.sqrt(levels / (levels - 1) * share) if levels > 1 else 0.0
-    labels = scale * parts.hier[1:] if scale > 0 else 0.0 * parts.hier[1:]  # a draw without weight: NaN either way
-    factor = small_sample_factor(float(_nanvar(image)), float(_nanvar(labels)), levels)
-    out[1:] = est - bias + factor * (image + labels)
+    labels = [scale * parts.hier[k, 1:] for k, scale in enumerate(levels.scales(shares))]  # NaN: a weightless draw
+    factor = small_sample_factor(float(_nanvar(image)), tuple(float(_nanvar(x)) for x in labels), levels.dfs())
+    out[1:] = est - bias + factor * (image + labels[0] + labels[1])
     lo, hi = bounds
     if lo is not None:
         out[1:] = np.clip(out[1:], lo, hi)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .components import Parts, combine, label_share
+from .components import Parts, combine, label_shares
 from .joint import INTERVAL, JointBootstrap
 from .stats import KEY_METRICS, bootstrap_p, holm, interval, undefined_share
 
@@ -30,12 +30,13 @@ def pair_parts(jb: JointBootstrap, metric: str, pairs: list[tuple[tuple, tuple]]
     return jb.parts[metric].take(b) - jb.parts[metric].take(a)
 
 
-def contrast(jb: JointBootstrap, metric: str, pairs: list[tuple[tuple, tuple]], share: float | None = None) -> np.ndarray:
+def contrast(jb: JointBootstrap, metric: str, pairs: list[tuple[tuple, tuple]],
+             shares: tuple[float, float] | None = None) -> np.ndarray:
     """Mean over ``pairs`` of (second - first) unit values, per replicate (column 0: the estimate); the label
-    share is pooled over the pairs unless the caller pools it over a larger family (``share``)."""
+    shares are pooled over the pairs unless the caller pools them over a larger family (``shares``)."""
     diffs = pair_parts(jb, metric, pairs)
-    share = label_share(diffs) if share is None else share
-    return combine(diffs.mean(), min(jb.levels(u) for pair in pairs for u in pair), share,
+    shares = label_shares(diffs) if shares is None else shares
+    return combine(diffs.mean(), jb.levels([u for pair in pairs for u in pair]), shares,
                    image_inflation=jb.image_inflation)
 
 
@@ -163,7 +164,7 @@ def delta_records(jb: JointBootstrap) -> list[dict]:
     units = set(jb.units)
     pairs = [((u[0], "real", u[2]), u) for u in jb.units if u[1] != "real" and (u[0], "real", u[2]) in units]
     arms = {u[1] for _, u in pairs}  # the label share pooled over the rows of one arm (pipelines x models)
-    shares = {(arm, m): label_share(pair_parts(jb, m, [p for p in pairs if p[1][1] == arm]))
+    shares = {(arm, m): label_shares(pair_parts(jb, m, [p for p in pairs if p[1][1] == arm]))
               for arm in arms for m in DELTA_METRICS}
     rows = []
     for base, u in pairs:

@@ -20,7 +20,7 @@ import numpy as np
 from ..metrics.diagnostic import METRIC_KEYS
 from ..metrics.weighted import replicate_metrics
 from ..progress import progress as progress_bar
-from .components import Parts, combine, label_share, unit_parts
+from .components import Levels, Parts, combine, label_shares, unit_parts
 from .stats import interval
 
 log = logging.getLogger(__name__)
@@ -76,24 +76,27 @@ class JointBootstrap:
     target_name: str = "MEL"  # the class the one-vs-rest ('mel_*') metrics score
     image_inflation: float = 1.0  # see stratum_inflation
     small_strata: dict = field(default_factory=dict)  # class -> test clusters, for classes with fewer than 5
+    unit_group: dict = field(default_factory=dict)  # unit -> its (pipeline, generator) instance group, if synthetic
     _values: dict = field(default_factory=dict, repr=False)
 
     def unit_index(self) -> dict[tuple, int]:
         """unit -> row."""
         return {u: i for i, u in enumerate(self.units)}
 
-    def levels(self, unit: tuple) -> int:
-        """The fewest labels any resampled level of ``unit`` has (seeds; instances where more than one)."""
-        inst = self.n_instances[unit]
-        return min(self.n_seeds[unit], inst if inst > 1 else self.n_seeds[unit])
+    def levels(self, units: list[tuple]) -> Levels:
+        """The labels of a statistic over ``units``: the fewest seeds, the fewest instances of a generator that
+        was trained more than once, and how many independent (pipeline, generator) instance groups it spans."""
+        groups = {self.unit_group[u] for u in units if self.unit_group.get(u) and self.n_instances[u] > 1}
+        instances = [self.n_instances[u] for u in units if self.unit_group.get(u) and self.n_instances[u] > 1]
+        return Levels(min(self.n_seeds[u] for u in units), min(instances, default=1), len(groups))
 
     @property
     def values(self) -> dict[str, np.ndarray]:
         """metric -> (U, 1 + B): each unit's estimate and its combined replicates (DOR back from the log)."""
         if not self._values:
             for m, p in self.parts.items():
-                share = label_share(p)
-                rows = np.stack([combine(p.row(i), self.levels(u), share, BOUNDS.get(m, (0.0, 1.0)), self.image_inflation)
+                shares = label_shares(p)
+                rows = np.stack([combine(p.row(i), self.levels([u]), shares, BOUNDS.get(m, (0.0, 1.0)), self.image_inflation)
                                  for i, u in enumerate(self.units)]) if self.units else np.zeros((0, self.n_boot + 1))
                 self._values[m] = np.exp(rows) if m in LOG_POOLED else rows
         return self._values
@@ -157,8 +160,8 @@ def _label_draws(labels: list, n_boot: int, rng: np.random.Generator) -> dict:
     return {label: counts[:, j] for j, label in enumerate(ordered)}
 
 
-def label_weights(cells: list[CellScores], n_boot: int, rng: np.random.Generator) -> np.ndarray:
-    """(K, 1 + B) weight of each cell: the draw count of its seed label x that of its instance label.
+def label_weights(cells: list[CellScores], n_boot: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(K, 1 + B) draw counts of each cell's seed label, and of its instance label (ones without a generator).
 
     One draw of seed labels serves every cell (a seed fixes initial weights and data order in every arm,
     model and pipeline); one draw of instance labels per (pipeline, generator) serves every cell trained on
@@ -170,8 +173,8 @@ def label_weights(cells: list[CellScores], n_boot: int, rng: np.random.Generator
             groups[(c.pipeline, c.generator)].append(c.instance)
     inst = {g: _label_draws(groups[g], n_boot, rng) for g in sorted(groups, key=str)}
     ones = np.ones(n_boot + 1)
-    return np.stack([seeds[c.seed] * (inst[(c.pipeline, c.generator)][c.instance] if c.generator is not None
-                                      else ones) for c in cells])
+    return (np.stack([seeds[c.seed] for c in cells]),
+            np.stack([inst[(c.pipeline, c.generator)][c.instance] if c.generator is not None else ones for c in cells]))
 
 
 def _cell_metrics(study: StudyScores, w_img: np.ndarray, progress: bool) -> dict[str, np.ndarray]:
@@ -202,11 +205,14 @@ def run_joint_bootstrap(study: StudyScores, n_boot: int = 2000, seed: int = 0, p
     parts = {m: unit_parts(v, weights, unit_of_cell, len(units)) for m, v in cell_values.items()}
     n_seeds = defaultdict(set)
     n_inst = defaultdict(set)
+    group = {}
     for c in study.cells:
         n_seeds[c.unit].add(c.seed)
         n_inst[c.unit].add(c.instance)
+        if c.generator is not None:
+            group[c.unit] = (c.pipeline, c.generator)
     return JointBootstrap(units, parts, {u: len(s) for u, s in n_seeds.items()},
                           {u: len(s) for u, s in n_inst.items()}, n_boot, seed, len(study.y),
                           int(study.cluster.max()) + 1, cell_values,
                           study.class_names[study.target] if study.class_names else "MEL",
-                          stratum_inflation(study.cluster, study.y), small_strata(study))
+                          stratum_inflation(study.cluster, study.y), small_strata(study), group)

@@ -16,8 +16,9 @@ centred on the bias-corrected estimate (a ratio such as F1 is biased at a few hu
 percentile interval would carry the bias twice), ``a`` the small-stratum widening of the image part, and ``s`` scales the label part to the variance of the seed and
 instance effects alone -- the share (var(hier) - var(noise)) / var(hier), pooled over the statistic's
 rows (:func:`label_share`), times n/(n - 1) because a resample of n labels has (n - 1)/n of the mean's
-variance. The deviations are then widened by f = t/z for the Welch-Satterthwaite
-degrees of freedom (:func:`small_sample_factor`): a variance read off three seeds is itself uncertain.
+variance. The deviations are then widened by f = t/z for the Welch-Satterthwaite degrees of freedom
+(:func:`small_sample_factor`; seeds n - 1, instances n - 1 per independent group): a variance read off
+three seeds is itself uncertain.
 Weights are draw counts, so none is ever negative.
 """
 from __future__ import annotations

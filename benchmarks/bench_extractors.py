@@ -13,15 +13,14 @@ import time
 import numpy as np
 import torch
 
-from skingen.metrics.extractors import TIMM_SPACES, network_input
+from skingen.metrics.extractors import TIMM_SPACES, network_input, timm_kwargs
 
 
 def model_for(name: str, device: torch.device) -> torch.nn.Module:
     import timm
 
     space = TIMM_SPACES[name]
-    kwargs = dict(img_size=space.input_size) | ({} if space.head else dict(num_classes=0))
-    model = timm.create_model(space.timm_id.split(".")[0], pretrained=False, **kwargs).to(device).eval()
+    model = timm.create_model(space.timm_id.split(".")[0], pretrained=False, **timm_kwargs(space)).to(device).eval()
     return model.half() if device.type == "cuda" else model
 
 

@@ -181,10 +181,15 @@ TIMM_SPACES = {
 }
 
 
+def timm_kwargs(space: TimmSpace) -> dict:
+    """timm.create_model arguments of a space: its input size, and no head unless it keeps one (CLIP)."""
+    return dict(img_size=space.input_size) | ({} if space.head else dict(num_classes=0))
+
+
 def _timm_model(space: TimmSpace, assets: Path):
     import timm
 
-    kwargs = dict(img_size=space.input_size) | ({} if space.head else dict(num_classes=0))
+    kwargs = timm_kwargs(space)
     if space.stand_in:
         torch.manual_seed(0)
         return timm.create_model(space.timm_id.split(".")[0], pretrained=False, **kwargs), None
@@ -210,9 +215,8 @@ def load_timm_space(space: TimmSpace, assets: Path, device: torch.device) -> Ext
 
     sha = _state_sha256(model) if path is None else sha256_file(path)
     label = f"timm {timm.__version__} {space.timm_id}" + (" with random weights (stand-in)" if space.stand_in else "")
-    ext = Extractor(space.name, space.input_size, space.dim, net, sha, f"{label}, {space.resize} resize", device, model)
-    ext.resize_mode = space.resize
-    return ext
+    return Extractor(space.name, space.input_size, space.dim, net, sha, f"{label}, {space.resize} resize", device,
+                     model, space.resize)
 
 
 def normalise(x: torch.Tensor, space: TimmSpace) -> torch.Tensor:

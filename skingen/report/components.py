@@ -13,8 +13,8 @@ For a statistic that averages cells (a unit's mean over seeds and instances, or 
 A replicate is ``estimate - b + f x (a x (image deviation - b) + sum over levels of s x hier)``, b the mean
 image deviation, the label parts kept per level (the seed draw and the instance draw):
 centred on the bias-corrected estimate (a ratio such as F1 is biased at a few hundred images, and the
-percentile interval would carry the bias twice), ``a`` the small-stratum widening of the image part, and ``s`` scales the label part to the variance of the seed and
-instance effects alone -- the share (var(hier) - var(noise)) / var(hier), pooled over the statistic's
+percentile interval would carry the bias twice), ``a`` the small-stratum widening of the image part, and
+``s`` scales each label part to the variance of the seed and instance effects alone -- the share (var(hier) - var(noise)) / var(hier), pooled over the statistic's
 rows (:func:`label_share`), times n/(n - 1) because a resample of n labels has (n - 1)/n of the mean's
 variance. The deviations are then widened by f = t/z for the Welch-Satterthwaite degrees of freedom
 (:func:`small_sample_factor`; seeds n - 1, instances n - 1 per independent group): a variance read off
@@ -23,9 +23,8 @@ Weights are draw counts, so none is ever negative.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.stats import t as t_dist
@@ -160,6 +159,7 @@ class Levels:
                      for n, share in zip((self.seeds, self.instances), shares))
 
     def dfs(self) -> tuple[int, int]:
+        """Degrees of freedom of the seed part and of the instance part."""
         return self.seeds - 1, self.groups * (self.instances - 1)
 
 

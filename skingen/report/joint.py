@@ -133,23 +133,24 @@ def cluster_weights(cluster: np.ndarray, n_boot: int, rng: np.random.Generator,
     return np.vstack([np.ones(len(strata)), draws])[:, cluster]
 
 
-def stratum_inflation(cluster: np.ndarray, y: np.ndarray) -> float:
-    """sqrt(m / (m - 1)) for the smallest class stratum of m clusters: a resample of m clusters has (m - 1)/m
-    of the variance, and the rarest class (SCC: a dozen lesions in 500 test images) carries most of a
-    macro metric's; the image deviations are widened by it (simulation: 9 % of variance at 500 images)."""
-    m = int(np.bincount(cluster_strata(cluster, y)).min())
+def stratum_inflation(sizes: np.ndarray) -> float:
+    """sqrt(m / (m - 1)) for the smallest class stratum of m clusters (``sizes``: clusters per class): a resample of
+    m clusters has (m - 1)/m of the variance, and the rarest class (SCC: a dozen lesions in 500 test images)
+    carries most of a macro metric's; the image deviations are widened by it (simulation: 9 % of variance at
+    500 images)."""
+    m = int(sizes.min())
     return float(np.sqrt(m / (m - 1))) if m > 1 else 1.0
 
 
 SMALL_STRATUM = 5
 
 
-def small_strata(study: StudyScores) -> dict[str, int]:
-    """Classes with fewer than SMALL_STRATUM test clusters: their share of any class-averaged metric rests on so
-    few lesions that no resampling can show its variability (the report says so)."""
-    counts = np.bincount(cluster_strata(study.cluster, study.y), minlength=len(study.class_names))
-    names = study.class_names or tuple(str(i) for i in range(len(counts)))
-    return {names[k]: int(n) for k, n in enumerate(counts) if 0 < n < SMALL_STRATUM}
+def small_strata(sizes: np.ndarray, class_names: tuple[str, ...]) -> dict[str, int]:
+    """Classes with fewer than SMALL_STRATUM test clusters (``sizes``: clusters per class): their share of any
+    class-averaged metric rests on so few lesions that no resampling can show its variability (the report
+    says so)."""
+    names = class_names or tuple(str(i) for i in range(len(sizes)))
+    return {names[k]: int(n) for k, n in enumerate(sizes) if 0 < n < SMALL_STRATUM}
 
 
 def _label_draws(labels: list, n_boot: int, rng: np.random.Generator) -> dict:
@@ -197,6 +198,7 @@ def run_joint_bootstrap(study: StudyScores, n_boot: int = 2000, seed: int = 0, p
     log.info("joint bootstrap: %d cells, %d test images in %d clusters, %d replicates", len(study.cells),
              len(study.y), int(study.cluster.max()) + 1, n_boot)
     w_img = cluster_weights(study.cluster, n_boot, rng, study.y)
+    sizes = np.bincount(cluster_strata(study.cluster, study.y))  # test clusters per class
     cell_values = _cell_metrics(study, w_img, progress)
     weights = label_weights(study.cells, n_boot, rng)
     units = sorted({c.unit for c in study.cells})
@@ -215,4 +217,4 @@ def run_joint_bootstrap(study: StudyScores, n_boot: int = 2000, seed: int = 0, p
                           {u: len(s) for u, s in n_inst.items()}, n_boot, seed, len(study.y),
                           int(study.cluster.max()) + 1, cell_values,
                           study.class_names[study.target] if study.class_names else "MEL",
-                          stratum_inflation(study.cluster, study.y), small_strata(study), group)
+                          stratum_inflation(sizes), small_strata(sizes, study.class_names), group)

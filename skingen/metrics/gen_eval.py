@@ -106,11 +106,11 @@ def matched_metrics(train: np.ndarray, test: np.ndarray, fake: np.ndarray, cfg: 
     mean ± sd over ``cfg.matched_repeats`` subsample rounds, and FID's shifted joint-bootstrap interval."""
     n = min(len(train), len(test), len(fake))
     sets = {"": fake, "_floor": train}
+    pr_k, dc_k = min(cfg.pr_k, n - 1), min(cfg.dc_k, n - 1)  # fewer neighbours than the set holds
     reps = mt.matched_repeats(test, sets, n, cfg.matched_repeats, cfg.seed, cfg.kid_subsets, cfg.kid_subset_size,
-                              min(cfg.pr_k, n - 1), dc_k=min(cfg.dc_k, n - 1))
+                              pr_k, dc_k=dc_k)
     boot = mt.fid_bootstrap(test, sets, n, cfg.n_boot, cfg.seed + 1)
-    out = {"reference": "test", "n_matched": n, "matched_repeats": cfg.matched_repeats, "dc_k": min(cfg.dc_k, n - 1),
-           "pr_k": min(cfg.pr_k, n - 1),
+    out = {"reference": "test", "n_matched": n, "matched_repeats": cfg.matched_repeats, "dc_k": dc_k, "pr_k": pr_k,
            "kid_subset_size": min(cfg.kid_subset_size, n),
            "fid_ci_method": mt.FID_CI_METHOD.format(n_boot=cfg.n_boot) + f"; ± sd over {cfg.matched_repeats} "
                             "subsample rounds at N"}

@@ -11,6 +11,7 @@ from skingen.classify.train import TrainConfig
 from skingen.data.split import SplitConfig
 from skingen.errors import UserError
 from skingen.generators.ddpm import DDPMConfig
+from skingen.generators.sd_lora.config import SDLoRAConfig
 from skingen.generators.stylegan2.train import StyleGAN2Config
 from skingen.grid import validate
 from skingen.grid.spec import (ClassifySpec, DataSpec, ExecutorSpec, GenerateSpec, PhantomSpec, StudySpec,
@@ -227,6 +228,7 @@ TABLES = {  # config class -> its TOML table and the shipped study it is tried o
     SplitConfig: ("split", "smoke"), ClassifySpec: ("classify", "smoke"), TrainConfig: ("classify.train", "smoke"),
     ExecutorSpec: ("executor", "smoke"), GenerateSpec: ("generate", "demo"), DDPMConfig: ("generate.ddpm", "demo"),
     StyleGAN2Config: ("generate.stylegan2_ada", "demo"), GenMetricsConfig: ("generate.metrics", "demo"),
+    SDLoRAConfig: ("generate.sd_lora", "demo"),
 }
 
 

@@ -28,7 +28,7 @@ def micro_batch(n: int, micro_size: int, seed: int, micro: int, rank: int = 0, w
 class TrainImages:
     """uint8 images (N, R, R, 3) of ``classes`` from a train shard, with their labels and ids."""
 
-    def __init__(self, train_shard: str | Path, classes: tuple[str, ...], resolution: int):
+    def __init__(self, train_shard: str | Path, classes: tuple[str, ...], resolution: int, resize=None):
         reader = ShardReader(train_shard)
         if reader.attrs.get("split") not in (None, "train"):
             raise UserError(f"{train_shard}: split is {reader.attrs.get('split')!r}; generators train on the train split only")
@@ -40,7 +40,8 @@ class TrainImages:
         idx = [i for i, y in enumerate(reader.labels) if int(y) in wanted]
         if not idx:
             raise UserError(f"{train_shard}: no train images of {', '.join(classes)}")
-        self.images = np.stack([_resize(reader.image(i), resolution) for i in idx])
+        resize = resize or _resize
+        self.images = np.stack([resize(reader.image(i), resolution) for i in idx])
         self.labels = torch.tensor([int(reader.labels[i]) for i in idx])
         self.image_ids = [reader.image_ids[i] for i in idx]
         self.source = str(reader.path)

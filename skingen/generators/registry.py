@@ -30,6 +30,7 @@ class SampleRequest:
     psi: float = 0.8  # stylegan2_ada: truncation
     generator_cell: str = ""
     extra_attrs: dict | None = None
+    options: dict | None = None  # the sample cell's generator-specific keys (sd_lora: sampler, steps, guidance)
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,10 @@ class Generator:
     cli_keys: tuple[str, ...]  # config fields ``skingen gen train`` takes as options
     trained: Callable[[dict, Path], str]  # one line on what a finished training run left where
     sample_config: Callable[[Any], dict]  # extra sample-cell keys from the study's [generate] table
+    # the config fields a study sets per cell from (image size, target class, instance seed)
+    study_fields: Callable[[int, str, int], dict] = lambda size, target, seed: {
+        "resolution": size, "classes": (target,), "seed": seed}
+    pretrained: Callable[[Any], str] = lambda cfg: cfg.init_from or "none"  # the starting weights, for the report
 
 
 def _ddpm_config() -> type:
@@ -103,6 +108,43 @@ def _sg2_validate(cfg: Any) -> None:
     validate(cfg)
 
 
+def _sd_config() -> type:
+    from .sd_lora.config import SDLoRAConfig
+
+    return SDLoRAConfig
+
+
+def _sd_train(train_shard: Path, out: Path, cfg: Any) -> dict:
+    from .sd_lora.train import train_sd_lora
+
+    return train_sd_lora(train_shard, out, cfg)
+
+
+def _sd_sample(r: SampleRequest) -> Path:
+    from .sd_lora.sample import sample_to_shard
+
+    return sample_to_shard(r.cell, r.out, r.n, r.label, r.image_size, r.seed, r.batch, r.options, r.generator_cell,
+                           r.extra_attrs)
+
+
+def _sd_summary(resolution: int, preset: str | None, conditional: bool) -> dict:
+    from .sd_lora.summary import parameter_summary
+
+    return parameter_summary(resolution)
+
+
+def _sd_sample_config(gen_spec: Any) -> dict:
+    c = gen_spec.sd_lora
+    return {"sd_sampler": c.sampler, "sd_steps": c.sampling_steps, "guidance_scale": c.guidance_scale,
+            "negative_prompt": c.negative_prompt}
+
+
+def _sd_pretrained(cfg: Any) -> str:
+    from .sd_lora.train import pretrained_name
+
+    return pretrained_name(cfg.base)
+
+
 GENERATORS: dict[str, Generator] = {
     "ddpm": Generator(
         "ddpm", _ddpm_config, _ddpm_train, _ddpm_sample, _ddpm_summary, lambda cfg: None,
@@ -115,6 +157,14 @@ GENERATORS: dict[str, Generator] = {
         lambda s, out: (f"stylegan2_ada: {s['kimg']:g} kimg ({s['steps']} steps) on {s['train_images']} train "
                         f"images, ADA p {s['ada_p']:.3f}; G_ema snapshot in {out}/snapshot"),
         lambda gen_spec: {"psi": gen_spec.stylegan2_ada.truncation_psi}),
+    "sd_lora": Generator(
+        "sd_lora", _sd_config, _sd_train, _sd_sample, _sd_summary, lambda cfg: None,
+        ("max_steps", "seed", "resolution", "base", "rank"),
+        lambda s, out: (f"sd_lora: {s['steps']} steps on {s['train_images']} train images, LoRA on "
+                        f"{s['pretrained_from']}; snapshot in {out}/snapshot"),
+        _sd_sample_config,
+        lambda size, target, seed: {"target_class": target, "seed": seed},
+        _sd_pretrained),
 }
 
 

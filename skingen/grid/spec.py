@@ -10,6 +10,7 @@ from ..config import from_dict, load_toml
 from ..data.split import SplitConfig
 from ..errors import UserError
 from ..generators.ddpm import DDPMConfig
+from ..generators.sd_lora.config import SDLoRAConfig
 from ..generators.stylegan2.train import StyleGAN2Config
 from ..metrics.gen_eval import GenMetricsConfig
 
@@ -75,6 +76,7 @@ class GenerateSpec:
     sample_batch: int = 32
     ddpm: DDPMConfig = field(default_factory=DDPMConfig)
     stylegan2_ada: StyleGAN2Config = field(default_factory=StyleGAN2Config)
+    sd_lora: SDLoRAConfig = field(default_factory=SDLoRAConfig)
     metrics: GenMetricsConfig = field(default_factory=GenMetricsConfig)
     tsne_perplexity: float = 30.0
 
@@ -117,8 +119,9 @@ def _generate_spec(raw: dict, where: str) -> GenerateSpec:
     gen = dict(_table(raw, "generate", where))
     ddpm = from_dict(DDPMConfig, gen.pop("ddpm", {}), f"{where} [generate.ddpm]")
     sg2 = from_dict(StyleGAN2Config, gen.pop("stylegan2_ada", {}), f"{where} [generate.stylegan2_ada]")
+    sd = from_dict(SDLoRAConfig, gen.pop("sd_lora", {}), f"{where} [generate.sd_lora]")
     metrics = from_dict(GenMetricsConfig, gen.pop("metrics", {}), f"{where} [generate.metrics]")
-    return from_dict(GenerateSpec, {**gen, "ddpm": ddpm, "stylegan2_ada": sg2, "metrics": metrics},
+    return from_dict(GenerateSpec, {**gen, "ddpm": ddpm, "stylegan2_ada": sg2, "sd_lora": sd, "metrics": metrics},
                      f"{where} [generate]")
 
 

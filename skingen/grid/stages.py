@@ -89,7 +89,7 @@ def run_sample(cell: Cell, out: Path, inputs: dict[str, Path]) -> dict:
     get_generator(c["generator"]).sample(SampleRequest(
         inputs["train_gen"], out / "synthetic.h5", n, c["target_class"], c["image_size"], c["seed"], c["batch"],
         sampler=c["sampler"], steps=c["steps"], psi=c.get("psi", 0.8), generator_cell=inputs["train_gen"].name,
-        extra_attrs={"trained_on_pipeline": c["pipeline"], "class_names": list(names)}))
+        extra_attrs={"trained_on_pipeline": c["pipeline"], "class_names": list(names)}, options=dict(c)))
     return {"images": n}
 
 

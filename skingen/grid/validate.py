@@ -25,6 +25,7 @@ from ..errors import UserError
 from ..generators.ddpm import DDPMConfig
 from ..generators.ddpm_model import PRESETS as DDPM_PRESETS
 from ..generators.registry import GENERATORS
+from ..generators.sd_lora.config import SAMPLERS as SD_SAMPLERS, SCHEDULES as SD_SCHEDULES, SDLoRAConfig
 from ..generators.stylegan2.presets import PRESETS as SG2_PRESETS
 from ..generators.stylegan2.train import StyleGAN2Config
 from ..metrics.extractors import EXTRACTORS
@@ -159,7 +160,7 @@ FIELDS: dict[type, dict[str, Rule | SetBy]] = {
     GenerateSpec: {
         "generators": each(text(), empty_ok=True), "seed": SEED, "seeds": each(SEED, empty_ok=True),
         "n_synthetic": ints(0), "sampler": one_of("ddim", "ddpm"), "sampling_steps": ints(1),
-        "sample_batch": ints(1), "ddpm": NESTED, "stylegan2_ada": NESTED, "metrics": NESTED,
+        "sample_batch": ints(1), "ddpm": NESTED, "stylegan2_ada": NESTED, "sd_lora": NESTED, "metrics": NESTED,
         "tsne_perplexity": POS,
     },
     DDPMConfig: {
@@ -171,6 +172,19 @@ FIELDS: dict[type, dict[str, Rule | SetBy]] = {
         "grad_clip": POS, "mixed_precision": PRECISION, "grad_accum": ints(1), "ema_decay": FRACTION,
         "num_train_timesteps": ints(1), "random_flip": BOOL, "checkpoint_every": ints(0), "grid_images": ints(0),
         "grid_steps": ints(1), "log_every": ints(1), "init_from": ANY, "seed": SetBy("generate.seed"),
+    },
+    SDLoRAConfig: {
+        "base": text(), "resolution": Rule(lambda v: _is_int(v) and v >= 8 and v % 8 == 0, "a multiple of 8", bad=12),
+        "target_class": SetBy("classify.target_class"), "classes": one_of("target", "all"),
+        "prompt_template": text(r".*\{name\}.*", "a string with {name}"), "rank": ints(1), "alpha": NONNEG,
+        "max_steps": ints(1), "epochs": ints(0), "batch_size": ints(1), "grad_accum": ints(1), "lr": POS,
+        "lr_scheduler": one_of(*SD_SCHEDULES), "warmup_steps": ints(0), "adam_beta1": FRACTION,
+        "adam_beta2": FRACTION, "weight_decay": NONNEG, "adam_eps": POS, "grad_clip": POS, "noise_offset": NONNEG,
+        "snr_gamma": NONNEG, "prediction_type": one_of("", "epsilon", "v_prediction"),
+        "mixed_precision": one_of("auto", "no", "fp16", "bf16"), "gradient_checkpointing": BOOL,
+        "random_flip": BOOL, "cache_latents": BOOL, "sampler": one_of(*SD_SAMPLERS), "sampling_steps": ints(1),
+        "guidance_scale": NONNEG, "negative_prompt": ANY, "checkpoint_every": ints(0), "grid_images": ints(0),
+        "log_every": ints(1), "seed": SetBy("generate.seed"),
     },
     StyleGAN2Config: {
         "resolution": SetBy("study.image_size"), "preset": one_of(*SG2_PRESETS), "fmaps": unset_or(POS),

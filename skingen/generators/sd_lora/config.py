@@ -36,7 +36,7 @@ class SDLoRAConfig:
     adam_beta2: float = 0.999
     weight_decay: float = 1e-2
     adam_eps: float = 1e-8
-    grad_clip: float = 1.0
+    grad_clip: float = 1.0  # 0: no clipping (what the example does in effect: its clip is given a spent iterator)
     noise_offset: float = 0.0
     snr_gamma: float = 0.0  # 0: plain MSE; > 0: Min-SNR weighting with this gamma
     prediction_type: str = ""  # "": the base scheduler's (epsilon or v_prediction)

@@ -51,6 +51,14 @@ def load_pipeline(cell: Path, sampler: str):
 
 
 @torch.no_grad()
+def generate(pipe, prompt: str, seeds: list[int], steps: int, guidance: float, negative: str, res: int) -> np.ndarray:
+    """One pipeline call: images as floats in [0, 1] (n, R, R, 3), image i from a generator seeded ``seeds[i]``."""
+    gens = [torch.Generator().manual_seed(s) for s in seeds]
+    return np.asarray(pipe(prompt=[prompt] * len(seeds), negative_prompt=[negative] * len(seeds) if negative else None,
+                           num_inference_steps=steps, guidance_scale=guidance, generator=gens, height=res, width=res,
+                           output_type="np").images)
+
+
 def sample_images(cell: str | os.PathLike, n: int, label: str, seed: int = 0, batch: int = 8,
                   sampler: str = "dpmsolver++", steps: int = 25, guidance: float = 7.5, negative: str = "",
                   desc: str = "sd_lora sampling") -> np.ndarray:
@@ -59,12 +67,8 @@ def sample_images(cell: str | os.PathLike, n: int, label: str, seed: int = 0, ba
     prompt = class_prompt(snap["prompt_template"], label)
     res, out = snap["resolution"], []
     for start in progress(range(0, n, batch), desc=desc, unit="batch"):
-        size = min(batch, n - start)
-        gens = [torch.Generator().manual_seed(image_seed(seed, start + i)) for i in range(size)]
-        images = pipe(prompt=[prompt] * size, negative_prompt=[negative] * size if negative else None,
-                      num_inference_steps=steps, guidance_scale=guidance, generator=gens, height=res, width=res,
-                      output_type="np").images
-        out.append((np.asarray(images) * 255).round().astype(np.uint8))
+        seeds = [image_seed(seed, i) for i in range(start, min(n, start + batch))]
+        out.append((generate(pipe, prompt, seeds, steps, guidance, negative, res) * 255).round().astype(np.uint8))
     return np.concatenate(out) if out else np.zeros((0, res, res, 3), np.uint8)
 
 

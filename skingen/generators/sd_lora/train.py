@@ -139,7 +139,7 @@ class Trainer:
             loss = diffusion_loss(self.unet, self.base.scheduler, latents, noise, d["timesteps"].to(dev),
                                   text.to(dev, dt), cfg)
             acc.backward(loss)
-            if acc.sync_gradients:
+            if acc.sync_gradients and cfg.grad_clip > 0:
                 acc.clip_grad_norm_(lora_parameters(self.unet), cfg.grad_clip)
             self.opt.step()
             if acc.sync_gradients:

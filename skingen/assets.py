@@ -31,6 +31,11 @@ log = logging.getLogger(__name__)
 HF = "https://huggingface.co"
 NV = "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained"
 FFHQ256 = "ffhq-res256-mirror-paper256-noaug"
+SD15 = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+SD15_FILES = ("model_index.json", "scheduler/scheduler_config.json", "text_encoder/config.json",
+              "text_encoder/model.safetensors", "tokenizer/merges.txt", "tokenizer/special_tokens_map.json",
+              "tokenizer/tokenizer_config.json", "tokenizer/vocab.json", "unet/config.json",
+              "unet/diffusion_pytorch_model.safetensors", "vae/config.json", "vae/diffusion_pytorch_model.safetensors")
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,8 @@ ASSETS: dict[str, list[Asset]] = {
     "vgg16": [_timm("vgg16", "vgg16.tv_in1k")],
     "ddpm_celebahq_256": [Asset(f"diffusers/ddpm-celebahq-256/{f}", f"{HF}/google/ddpm-celebahq-256/resolve/main/{f}")
                           for f in ("config.json", "diffusion_pytorch_model.safetensors")],
+    # Stable Diffusion 1.5 (CreativeML OpenRAIL-M: no medical advice; research benchmarking only), sd_lora's base.
+    "sd15": [Asset(f"diffusers/stable-diffusion-v1-5/{f}", f"{HF}/{SD15}/resolve/main/{f}") for f in SD15_FILES],
     # The network the original study resumed (NVIDIA, non-commercial licence: the user fetches it). No sha256 is
     # pinned (not published): the first fetch records it in assets.json and 'check' verifies it from then on.
     "stylegan2_ffhq256": [Asset(f"stylegan2/{FFHQ256}.pkl", f"{NV}/transfer-learning-source-nets/{FFHQ256}.pkl",
@@ -122,7 +129,15 @@ def study_assets(study: str | os.PathLike) -> list[str]:
                   and any(Path(f.path).parent.name in gen.ddpm.init_from for f in files)]
     if "stylegan2_ada" in gen.generators and gen.stylegan2_ada.init_from:
         names += imported_assets(gen.stylegan2_ada.init_from)
+    if "sd_lora" in gen.generators:
+        names += base_assets(gen.sd_lora.base)
     return list(dict.fromkeys(names))
+
+
+def base_assets(base: str) -> list[str]:
+    """The assets whose folder an sd_lora ``base`` names (none for the stand-in or a folder of the user's)."""
+    return [n for n, files in ASSETS.items() if n.startswith("sd")
+            and any(base.rstrip("/").endswith(str(Path(f.path).parts[1])) for f in files)]
 
 
 def imported_assets(init_from: str) -> list[str]:

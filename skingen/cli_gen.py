@@ -55,9 +55,12 @@ def _cmd_gen_train(a: argparse.Namespace) -> int:
 
 
 def _cmd_gen_sample(a: argparse.Namespace) -> None:
+    sd = a.generator == "sd_lora"
+    sampler, steps = a.sampler or ("dpmsolver++" if sd else "ddim"), a.steps or (25 if sd else 50)
     out = get_generator(a.generator).sample(SampleRequest(
-        Path(a.cell), Path(a.out), a.n, a.label, a.image_size, a.seed, a.batch, sampler=a.sampler, steps=a.steps,
-        conditional=a.conditional, psi=a.psi))
+        Path(a.cell), Path(a.out), a.n, a.label, a.image_size, a.seed, a.batch, sampler=sampler, steps=steps,
+        conditional=a.conditional, psi=a.psi,
+        options={"sd_sampler": sampler, "sd_steps": steps, "guidance_scale": a.guidance, "negative_prompt": a.negative}))
     print(f"{a.n} synthetic {a.label} images -> {out}")
 
 
@@ -85,22 +88,26 @@ def add_gen_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("shards", help="folder with train.h5")
     p.add_argument("--generator", **which)
     p.add_argument("--out", required=True)
-    p.add_argument("--config", help="TOML with a [ddpm] or [stylegan2_ada] table (any config field)")
-    p.add_argument("--max-steps", dest="max_steps", type=int, help="ddpm")
+    p.add_argument("--config", help="TOML with a [ddpm], [stylegan2_ada] or [sd_lora] table (any config field)")
+    p.add_argument("--max-steps", dest="max_steps", type=int, help="ddpm, sd_lora")
+    p.add_argument("--base", help="sd_lora: the Stable Diffusion folder (or standin:tiny)")
+    p.add_argument("--rank", type=int, help="sd_lora: LoRA rank")
     p.add_argument("--kimg", type=float, help="stylegan2_ada: thousands of real images to show")
     p.add_argument("--preset", help="stylegan2_ada preset (network and training settings)")
     p.add_argument("--resolution", type=int)
     p.add_argument("--seed", type=int)
     p.set_defaults(fn=_cmd_gen_train)
     p = gen.add_parser("sample", help="sample a trained generator cell into a synthetic shard")
-    p.add_argument("cell", help="the generator cell folder (DDPM: pipeline/; StyleGAN2: snapshot/)")
+    p.add_argument("cell", help="the generator cell folder (DDPM: pipeline/; StyleGAN2, sd_lora: snapshot/)")
     p.add_argument("--generator", **which)
     p.add_argument("--out", required=True, help="synthetic shard .h5")
     p.add_argument("--n", type=int, required=True)
     p.add_argument("--label", default="MEL")
     p.add_argument("--image-size", dest="image_size", type=int, required=True)
-    p.add_argument("--sampler", default="ddim", help="ddpm: ddim|ddpm")
-    p.add_argument("--steps", type=int, default=50, help="ddpm: sampling steps")
+    p.add_argument("--sampler", help="ddpm: ddim (default) | ddpm; sd_lora: dpmsolver++ (default) | ddim")
+    p.add_argument("--steps", type=int, help="sampling steps (ddpm default 50, sd_lora 25)")
+    p.add_argument("--guidance", type=float, default=7.5, help="sd_lora: classifier-free guidance scale (default 7.5)")
+    p.add_argument("--negative", default="", help="sd_lora: negative prompt")
     p.add_argument("--psi", type=float, default=0.8, help="stylegan2_ada: truncation (default 0.8, as the original)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch", type=int, default=32)

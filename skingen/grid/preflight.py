@@ -59,7 +59,7 @@ def source_problems(spec: StudySpec) -> tuple[list[str], disk.DataSize]:
 
 def needed_assets(spec: StudySpec, todo: list[Cell]) -> dict[str | None, list[str]]:
     """Asset names per cache folder (None: $SKINGEN_ASSETS) that the cells still to run load."""
-    from ..assets import ASSETS, imported_assets
+    from ..assets import ASSETS, base_assets, imported_assets
 
     stages = {c.stage for c in todo}
     needs: dict[str | None, list[str]] = {}
@@ -75,6 +75,8 @@ def needed_assets(spec: StudySpec, todo: list[Cell]) -> dict[str | None, list[st
     gan = any(c.stage == "train_gen" and c.config["generator"] == "stylegan2_ada" for c in todo)
     if gan and g.stylegan2_ada.init_from:
         needs.setdefault(None, []).extend(imported_assets(g.stylegan2_ada.init_from))
+    if any(c.stage in ("train_gen", "sample") and c.config["generator"] == "sd_lora" for c in todo):
+        needs.setdefault(None, []).extend(base_assets(g.sd_lora.base))
     return {cache: names for cache, names in needs.items() if names}
 
 

@@ -62,7 +62,9 @@ class Encoded:
     def posterior(self, idx: np.ndarray, flip: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and std of images ``idx`` with the given flips."""
         f = flip.long().numpy() if self.mean.shape[1] > 1 else np.zeros(len(idx), int)
-        return torch.from_numpy(self.mean[idx, f]), torch.from_numpy(self.std[idx, f])
+        # contiguous whatever the arrays' layout: strides change the kernels, and so the last bits
+        return (torch.from_numpy(np.ascontiguousarray(self.mean[idx, f])),
+                torch.from_numpy(np.ascontiguousarray(self.std[idx, f])))
 
     def embeddings(self, idx: np.ndarray) -> torch.Tensor:
         """Text embeddings of images ``idx``' prompts."""
@@ -117,7 +119,7 @@ def encode_all(base: Base, data: TrainImages, cfg: SDLoRAConfig, batch: int = 8)
         per_flip = [encode_images(base, x.flip(3) if f else x) for f in flips]
         means.append(torch.stack([m for m, _ in per_flip], 1).float().cpu().numpy())
         stds.append(torch.stack([s for _, s in per_flip], 1).float().cpu().numpy())
-    return Encoded(np.concatenate(means), np.concatenate(stds), index, prompts, ids.numpy(),
+    return Encoded(np.ascontiguousarray(np.concatenate(means)), np.ascontiguousarray(np.concatenate(stds)), index, prompts, ids.numpy(),
                    encode_text(base, ids).float().cpu().numpy())
 
 

@@ -1,0 +1,133 @@
+"""``sd_lora``: prompts, the latent cache, resume, class scopes, bad input, the CLI, and a three-generator study."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from skingen.classify.loop import Preempted
+from skingen.data.classes import CLASS_INDEX
+from skingen.data.shards import ShardReader, ShardWriter
+from skingen.errors import UserError
+from skingen.generators.sd_lora import latents
+from skingen.generators.sd_lora.base import build_standin
+from skingen.generators.sd_lora.config import SDLoRAConfig, class_prompt
+from skingen.generators.sd_lora.sample import sample_to_shard
+from skingen.generators.sd_lora.snapshot import lora_state
+from skingen.generators.sd_lora.train import Trainer, train_sd_lora
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    return str(build_standin(tmp_path_factory.mktemp("sdbase") / "base"))
+
+
+@pytest.fixture
+def shard(tmp_path):
+    """16 px MEL images (reddish) and a few NV (greenish), packed at 16 px, in a fresh folder per test."""
+    rng = np.random.default_rng(0)
+    path = tmp_path / "shards" / "train.h5"
+    path.parent.mkdir()
+    with ShardWriter(path, 16, attrs={"split": "train"}) as w:
+        for i in range(12):
+            label = "NV" if i % 4 == 3 else "MEL"
+            colour = np.array([60, 180, 60] if label == "NV" else [190, 60, 50])
+            img = np.clip(colour + rng.normal(0, 20, (16, 16, 3)), 0, 255).astype(np.uint8)
+            w.add(img, CLASS_INDEX[label], f"img{i}", f"les{i}", "x")
+    return path
+
+
+def tiny(base: str, **kw) -> SDLoRAConfig:
+    return SDLoRAConfig(**{**dict(base=base, resolution=32, max_steps=4, batch_size=4, lr=1e-3, warmup_steps=0,
+                                  checkpoint_every=0, grid_images=0, log_every=1, sampling_steps=3), **kw})
+
+
+def test_prompts_name_the_class_readably():
+    assert class_prompt("a dermoscopic image of {name}", "MEL") == "a dermoscopic image of melanoma"
+    assert class_prompt("a dermoscopic image of {name}", "BCC") == "a dermoscopic image of basal cell carcinoma"
+    assert class_prompt("{name}, dermoscopy ({code})", "XYZ") == "xyz, dermoscopy (XYZ)"
+
+
+def test_trains_on_target_class_only_and_caches_latents_once(base, shard, tmp_path, monkeypatch):
+    summary = train_sd_lora(shard, tmp_path / "a", tiny(base))
+    assert summary["train_images"] == 9 and summary["steps"] == 4 and summary["pretrained_from"] == "base"
+    cache = summary["latent_cache"]
+    assert cache and cache.startswith(str(shard.parent / "latents"))  # beside the image shards
+    enc = latents._read(__import__("pathlib").Path(cache))
+    assert enc.mean.shape == (9, 2, 4, 16, 16) and enc.prompts == ["a dermoscopic image of melanoma"]
+    monkeypatch.setattr(latents, "encode_all", lambda *a, **k: pytest.fail("the cache was not reused"))
+    again = train_sd_lora(shard, tmp_path / "b", tiny(base))
+    assert again["latent_cache"] == cache
+    a = json.loads((tmp_path / "a" / "snapshot" / "snapshot.json").read_text())
+    assert a["rank"] == 4 and a["alpha"] == 4.0 and a["prediction_type"] == "epsilon"
+    from safetensors.numpy import load_file
+
+    ours_a = load_file(str(tmp_path / "a" / "snapshot" / "pytorch_lora_weights.safetensors"))
+    ours_b = load_file(str(tmp_path / "b" / "snapshot" / "pytorch_lora_weights.safetensors"))
+    assert all(np.array_equal(ours_a[k], ours_b[k]) for k in ours_a)  # seeded: the same run twice
+
+
+def test_cached_latents_train_as_encoding_every_step(base, shard, tmp_path):
+    states = []
+    for cache in (True, False):
+        t = Trainer(shard, tmp_path / str(cache), tiny(base, cache_latents=cache))
+        for micro in range(3):
+            t.step(micro)
+        states.append(lora_state(t.acc.unwrap_model(t.unet)))
+    worst = max(float((states[0][k] - states[1][k]).abs().max()) for k in states[0])
+    assert worst < 1e-5, worst  # the same posteriors and embeddings, encoded in other batch shapes
+
+
+def test_resume_after_stop_equals_continuous(base, shard, tmp_path):
+    cfg = tiny(base, max_steps=5, checkpoint_every=2)
+    train_sd_lora(shard, tmp_path / "full", cfg)
+    with pytest.raises(Preempted):
+        train_sd_lora(shard, tmp_path / "cut", cfg, stop_after_steps=3)
+    train_sd_lora(shard, tmp_path / "cut", cfg)
+    full, cut = (json.loads((tmp_path / d / "progress.json").read_text()) for d in ("full", "cut"))
+    assert full["step"] == cut["step"] == 5 and full["curves"] == cut["curves"]
+    a = torch.load(tmp_path / "full" / "state" / "training_state.pt", weights_only=True)
+    b = torch.load(tmp_path / "cut" / "state" / "training_state.pt", weights_only=True)
+    assert all(torch.equal(a["lora"][k], b["lora"][k]) for k in a["lora"])
+
+
+def test_noise_offset_and_min_snr_change_training(base, shard, tmp_path):
+    plain = train_sd_lora(shard, tmp_path / "p", tiny(base, max_steps=2))["final_loss"]
+    offset = train_sd_lora(shard, tmp_path / "o", tiny(base, max_steps=2, noise_offset=0.5))["final_loss"]
+    snr = train_sd_lora(shard, tmp_path / "s", tiny(base, max_steps=2, snr_gamma=5.0))["final_loss"]
+    assert len({plain, offset, snr}) == 3
+
+
+def test_all_classes_lora_samples_any_class_target_lora_only_its_own(base, shard, tmp_path):
+    train_sd_lora(shard, tmp_path / "t", tiny(base, max_steps=1))
+    with pytest.raises(UserError, match="learnt MEL only"):
+        sample_to_shard(tmp_path / "t", tmp_path / "nv.h5", 2, "NV", 16, options={"sd_steps": 2})
+    summary = train_sd_lora(shard, tmp_path / "all", tiny(base, max_steps=1, classes="all"))
+    assert summary["train_images"] == 12
+    enc = latents._read(__import__("pathlib").Path(summary["latent_cache"]))
+    assert enc.prompts == ["a dermoscopic image of melanocytic nevus", "a dermoscopic image of melanoma"]
+    out = sample_to_shard(tmp_path / "all", tmp_path / "nv.h5", 3, "NV", 16, seed=2, batch=2,
+                          options={"sd_steps": 2, "sd_sampler": "ddim", "guidance_scale": 3.0})
+    r = ShardReader(out)
+    assert len(r) == 3 and r.image(0).shape == (16, 16, 3) and (r.labels == CLASS_INDEX["NV"]).all()
+    assert r.attrs["prompt"] == "a dermoscopic image of melanocytic nevus" and r.attrs["sampler"] == "ddim"
+    assert r.attrs["generated_resolution"] == 32 and r.attrs["guidance_scale"] == 3.0
+
+
+def test_bad_base_is_a_one_line_error(shard, tmp_path):
+    with pytest.raises(UserError) as exc:
+        train_sd_lora(shard, tmp_path / "x", tiny(str(tmp_path / "nowhere")))
+    assert "skingen assets fetch --only sd15" in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_cli_trains_and_samples(base, shard, tmp_path, cli):
+    r = cli("gen", "train", shard.parent, "--generator", "sd_lora", "--out", tmp_path / "c", "--base", base,
+            "--max-steps", "2", "--resolution", "32")
+    assert r.code == 0 and "sd_lora: 2 steps on 9 train images" in r.out
+    r = cli("gen", "sample", tmp_path / "c", "--generator", "sd_lora", "--out", tmp_path / "s.h5", "--n", "2",
+            "--image-size", "16", "--steps", "2")
+    assert r.code == 0 and ShardReader(tmp_path / "s.h5").attrs["sampler"] == "dpmsolver++"
+    r = cli("gen", "summary", "--generator", "sd_lora", "--resolution", "512")
+    assert r.code == 0 and json.loads(r.out)["total"] == 797184  # SD-1.5's UNet, rank 4 on q/k/v/out

@@ -23,4 +23,5 @@ run stylegan2 330 $py benchmarks/bench_stylegan2_gpu.py
 run metrics 120 $py benchmarks/bench_metrics.py --n-images 256 --batch 64
 run ddpm 120 $py benchmarks/bench_ddpm.py --steps 30 --batch 16
 run extractors 150 $py benchmarks/bench_extractors.py --n 512 --batch 64
+run sd_lora 240 $py benchmarks/bench_sd_lora.py --sd15 --steps 10 --batch 4 --sample 4
 echo "figures in $out/summary.txt"

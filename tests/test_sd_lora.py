@@ -131,3 +131,17 @@ def test_cli_trains_and_samples(base, shard, tmp_path, cli):
     assert r.code == 0 and ShardReader(tmp_path / "s.h5").attrs["sampler"] == "dpmsolver++"
     r = cli("gen", "summary", "--generator", "sd_lora", "--resolution", "512")
     assert r.code == 0 and json.loads(r.out)["total"] == 797184  # SD-1.5's UNet, rank 4 on q/k/v/out
+
+
+def test_paper_ldm_study_starts_every_generator_from_pretrained_weights():
+    from builders import REPO
+    from skingen.assets import study_assets
+    from skingen.generators.registry import get_generator
+    from skingen.grid.spec import load_study
+
+    spec = load_study(REPO / "jobs" / "paper-ldm.toml")
+    assert spec.name == "paper-ldm" and spec.generate.generators == ("ddpm", "stylegan2_ada", "sd_lora")
+    assert "synthetic_sd_lora" in spec.classify.arms
+    assert {"sd15", "ddpm_celebahq_256", "stylegan2_ffhq256"} <= set(study_assets(REPO / "jobs" / "paper-ldm.toml"))
+    starts = {g: get_generator(g).pretrained(getattr(spec.generate, g)) for g in spec.generate.generators}
+    assert "none" not in starts.values() and starts["sd_lora"] == "stable-diffusion-v1-5"

@@ -43,9 +43,10 @@ lock: install
 
 demo: install
 	@echo "SkinGenBench demo (jobs/demo.toml): a 400-image phantom -> ingest -> lesion-grouped split ->"
-	@echo "  basic + advanced 64 px shards -> per pipeline a small DDPM and a tiny StyleGAN2-ADA (melanoma, train"
-	@echo "  split only) -> synthetic shards, FID/KID/PR/memorisation, t-SNE -> 2 pipelines x 6 arms x ResNet-18"
-	@echo "  (from random init) = 12 training cells + metrics, 2 at a time by the local executor; about"
+	@echo "  basic + advanced 64 px shards -> per pipeline a small DDPM, a tiny StyleGAN2-ADA and a LoRA on a tiny"
+	@echo "  random Stable Diffusion stand-in (melanoma, train split only) -> synthetic shards, FID/KID/PR/memorisation,"
+	@echo "  t-SNE -> 2 pipelines x 7 arms x ResNet-18 (from random init) = 14 training cells + metrics, 2 at a time"
+	@echo "  by the local executor; about"
 	@echo "  15 minutes on 2 cores. The phantom has planted class cues: the numbers show the"
 	@echo "  pipeline works end to end, not anything about real dermoscopy."
 	@echo "  Results: $(DEMO_OUT)/"

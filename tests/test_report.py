@@ -137,3 +137,92 @@ def test_the_analysis_scripts_read_the_tidy_exports(smoke_results, tmp_path):
                                        "architecture,macro_f1,vit_b16 - resnet50,-0.02,-0.05,0.01,12,ok,joint\n")
     r = run("analysis/forest_plot.py", report, other, "--metric", "macro_f1", "--out", tmp_path / "f.png")
     assert r.returncode == 0 and "2 effects" in r.stdout and (tmp_path / "f.png").stat().st_size > 1000, r.stderr
+
+
+def _metrics(fid: float) -> dict:
+    """A gen_metrics cell's metrics.json, the keys the generative table reads."""
+    return {"fid": fid, "fid_sd": 0.1, "fid_ci": [fid - 1, fid + 1], "fid_floor": 1.0, "fid_floor_sd": 0.1,
+             "fid_floor_ci": [0.5, 1.5], "fid_minus_floor": fid - 1, "fid_minus_floor_ci": [fid - 2, fid],
+             "kid": 0.01, "kid_std": 0.001, "precision": 0.5, "precision_sd": 0.01, "recall": 0.5, "recall_sd": 0.01,
+             "kid_floor": 0.0, "precision_floor": 0.6, "recall_floor": 0.6, "memorised_fraction": 0.0,
+             "memorised_ci": [0.0, 0.01], "full_n": {"fid": fid}, "n_real": 40, "n_test": 30, "n_fake": 40,
+             "n_matched": 30, "extractor": "tiny", "extractor_sha256": "0" * 64, "label": "MEL", "matched_repeats": 10,
+             "memorisation_quantile": 0.05, "config": {"n_boot": 20, "seed": 0}}
+
+
+def _generator_results(root: Path, generators: tuple[str, ...]):
+    """A results folder with one pipeline's train_gen -> sample -> gen_metrics cells per generator (features on disk;
+    ddpm and stylegan2_ada still training, sd_lora done with its train_summary.json)."""
+    from dataclasses import asdict
+
+    import h5py
+    import numpy as np
+
+    from skingen.generators.ddpm import DDPMConfig
+    from skingen.generators.sd_lora.config import SDLoRAConfig
+    from skingen.generators.stylegan2.train import StyleGAN2Config
+    from skingen.grid.plan import make_cell
+    from skingen.grid.store import cell_state
+    from skingen.report.collect import Results
+
+    configs = {"ddpm": asdict(DDPMConfig()), "sd_lora": asdict(SDLoRAConfig()),
+               "stylegan2_ada": asdict(StyleGAN2Config(init_from="/assets/stylegan2/ffhq"))}
+    rng = np.random.default_rng(0)
+    features = make_cell("features", "basic-MEL", {"pipeline": "basic", "target_class": "MEL", "extractor": "tiny"})
+    cells = [features]
+    with h5py.File(_folder(features, root) / "test_MEL.h5", "w") as h5:
+        h5["tiny"] = rng.normal(size=(30, 4))
+    for k, gen in enumerate(generators):
+        train = make_cell("train_gen", f"basic-{gen}", {"generator": gen, "pipeline": "basic", "config": configs[gen]})
+        sample = make_cell("sample", f"basic-{gen}", {"generator": gen, "pipeline": "basic"}, {"train_gen": train.key})
+        scored = make_cell("gen_metrics", f"basic-{gen}", {"generator": gen, "pipeline": "basic",
+                                                            "metrics": {"extractor": "tiny"}},
+                           {"sample": sample.key, "features": features.key})
+        (_folder(scored, root) / "metrics.json").write_text(json.dumps(_metrics(5.0 + k)))
+        with h5py.File(_folder(scored, root) / "features" / "synthetic.h5", "w") as h5:
+            h5["tiny"] = rng.normal(0.3 * k, 1.0, size=(40, 4))
+        if gen == "sd_lora":
+            (_folder(train, root) / "train_summary.json").write_text(json.dumps({"pretrained_from": "sd-v1-5"}))
+        cells += [train, sample, scored]
+    for cell in cells:
+        if cell.stage != "train_gen" or cell.config["generator"] == "sd_lora":
+            (_folder(cell, root) / "DONE").write_text(cell.key)
+    return Results(root, cells, {c.key: cell_state(c, root) for c in cells}, "")
+
+
+def _folder(cell, root: Path) -> Path:
+    folder = cell.folder(root)
+    (folder / "features").mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def test_generative_table_shows_starting_weights_and_differences_against_the_reference(tmp_path):
+    """Issue 26 items 2 and 3: a difference row per generator minus the reference generator; the starting weights
+    of each generator in the table, the audit and the verdict's pretraining sentence."""
+    from skingen.report.audit import starting_weights_check
+    from skingen.report.generative import gen_metrics_tables, starting_weights
+    from skingen.report.verdict import pretraining_note
+
+    listed = ("ddpm", "stylegan2_ada", "sd_lora")
+    res = _generator_results(tmp_path / "three", listed)
+    (table,), missing, diffs = gen_metrics_tables(res, generators=listed)
+    assert missing == [] and table.header[:3] == ["Pipeline", "Generator", "Starting weights"]
+    rows = [dict(zip(table.header, row)) for row in table.rows]
+    assert [(r["Generator"], r["Starting weights"]) for r in rows] == [
+        ("ddpm", "none"), ("stylegan2_ada", "/assets/stylegan2/ffhq"), ("sd_lora", "sd-v1-5"),
+        ("ddpm − stylegan2_ada", "—"), ("sd_lora − stylegan2_ada", "—")]
+    assert rows[3]["N (matched)"] == "30" and " ± " in rows[3]["FD ± sd [95 % CI]"]
+    assert [(d["a"], d["b"]) for d in diffs] == [("ddpm", "stylegan2_ada"), ("sd_lora", "stylegan2_ada")]
+    (other,), _, _ = gen_metrics_tables(res, reference="sd_lora", generators=listed)
+    assert [r[1] for r in other.rows[3:]] == ["ddpm − sd_lora", "stylegan2_ada − sd_lora"]
+    starting = starting_weights(res)
+    assert starting == {"ddpm": "none", "stylegan2_ada": "/assets/stylegan2/ffhq", "sd_lora": "sd-v1-5"}
+    assert starting_weights_check(res) == {"check": "generator starting weights", "result": "note", "evidence":
+                                           "ddpm: none; stylegan2_ada: /assets/stylegan2/ffhq; sd_lora: sd-v1-5"}
+    gens = [{"status": "ok", "generator": "ddpm", "reference": "stylegan2_ada"}]
+    assert "The generators differ in pretraining: the generator effect mixes" in pretraining_note(gens, starting)
+    assert pretraining_note(gens, {"ddpm": "none", "stylegan2_ada": "none"}) == ""
+    two = _generator_results(tmp_path / "two", ("ddpm", "stylegan2_ada"))
+    for order in (("ddpm", "stylegan2_ada"), ()):  # the single row a ddpm + stylegan2_ada study always had
+        (table,), _, _ = gen_metrics_tables(two, generators=order)
+        assert [r[1] for r in table.rows] == ["ddpm", "stylegan2_ada", "ddpm − stylegan2_ada"]

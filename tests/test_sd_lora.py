@@ -145,3 +145,42 @@ def test_paper_ldm_study_starts_every_generator_from_pretrained_weights():
     assert {"sd15", "ddpm_celebahq_256", "stylegan2_ffhq256"} <= set(study_assets(REPO / "jobs" / "paper-ldm.toml"))
     starts = {g: get_generator(g).pretrained(getattr(spec.generate, g)) for g in spec.generate.generators}
     assert "none" not in starts.values() and starts["sd_lora"] == "stable-diffusion-v1-5"
+
+
+def test_three_generator_study_runs_end_to_end(base, tmp_path):
+    """train -> latent cache -> sample -> metrics -> classifier arm -> report with ddpm, stylegan2_ada and sd_lora."""
+    from builders import GENERATE, read_rows, study_variant
+    from skingen.grid.plan import plan_study
+    from skingen.grid.run import run_study
+    from skingen.grid.spec import load_study
+
+    arms = 'arms = ["real", "synthetic_ddpm", "synthetic_stylegan2_ada", "synthetic_sd_lora"]'
+    path = study_variant(tmp_path, replace={'arms = ["real", "oversample"]': arms})
+    extra = GENERATE.replace('generators = ["ddpm", "stylegan2_ada"]', 'generators = ["ddpm", "stylegan2_ada", "sd_lora"]')
+    extra += (f'\n[generate.sd_lora]\nbase = "{base}"\nresolution = 32\nmax_steps = 3\nbatch_size = 8\n'
+              'checkpoint_every = 0\ngrid_images = 2\nsampling_steps = 3\n')
+    path.write_text(path.read_text() + extra)
+    out = tmp_path / "out"
+    summary = run_study(path, "debug", out)
+    assert all(counts["failed"] == 0 for counts in summary.values())
+    cells = plan_study(load_study(path))
+    assert all((c.folder(out) / "DONE").is_file() for c in cells)
+    of = {(c.stage, c.config.get("generator")): c.folder(out) for c in cells}
+    pack = next(c for c in cells if c.stage == "pack").folder(out)
+    assert list((pack / "latents").glob("sd-*.h5"))  # the cache beside the image shards
+    syn = ShardReader(of["sample", "sd_lora"] / "synthetic.h5")
+    n_mel = int((ShardReader(pack / "train.h5").labels == CLASS_INDEX["MEL"]).sum())
+    assert len(syn) == n_mel and syn.attrs["generator"] == "sd_lora" and syn.image(0).shape == (32, 32, 3)
+    assert syn.attrs["generator_cell"] == of["train_gen", "sd_lora"].name
+    clf = next(c for c in cells if c.stage == "train_clf" and c.config["arm"].get("generator") == "sd_lora")
+    composition = json.loads((clf.folder(out) / "train_summary.json").read_text())["arm"]
+    assert composition["synthetic_provenance"]["generator"] == "sd_lora"
+    report = out / "report"
+    gen_rows = read_rows(report / "tables" / "generative_metrics.csv")
+    assert {"ddpm", "stylegan2_ada", "sd_lora"} <= {r["Generator"] for r in gen_rows}
+    arms_seen = {r["Arm"] for r in read_rows(report / "tables" / "classifier_global.csv")}
+    assert arms_seen == {"real", "synthetic_ddpm", "synthetic_stylegan2_ada", "synthetic_sd_lora"}
+    generator = [r for r in read_rows(report / "tables" / "factor_effects.csv")
+                 if r["Factor"] == "generator" and r["Metric"] == "macro_f1"]
+    assert len(generator) == 2  # every generator minus the reference (stylegan2_ada when listed)
+    assert "Samples of sd_lora (basic)" in (report / "index.html").read_text()

@@ -14,8 +14,8 @@ from skingen.generators.ddpm import DDPMConfig
 from skingen.generators.sd_lora.config import SDLoRAConfig
 from skingen.generators.stylegan2.train import StyleGAN2Config
 from skingen.grid import validate
-from skingen.grid.spec import (ClassifySpec, DataSpec, ExecutorSpec, GenerateSpec, PhantomSpec, StudySpec,
-                               load_study)
+from skingen.grid.spec import (ClassifySpec, DataSpec, ExecutorSpec, GenerateSpec, PhantomSpec, ReportSpec,
+                               StudySpec, load_study)
 from skingen.metrics.gen_eval import GenMetricsConfig
 
 from builders import GENERATE, REPO, study_variant
@@ -137,6 +137,10 @@ FIELD_CASES = [
     ("demo", "[generate.metrics]\nbatch_size = 0", "generate.metrics.batch_size = 0: must be an integer >= 1"),
 ]
 
+# the demo study with two generators (whatever it lists)
+TWO_GENERATORS = ('[generate]\ngenerators = ["ddpm", "stylegan2_ada"]\n[classify]\n'
+                  'arms = ["real", "synthetic_ddpm", "synthetic_stylegan2_ada"]\n')
+
 # (rule in validate.CROSS, base, TOML, keys to drop, fragment of the one-line error)
 CROSS_CASES = [
     ("_known_factors", "smoke", '[study]\npipelines = ["fancy"]', (), "study.pipelines: 'fancy' is not a preset"),
@@ -154,6 +158,10 @@ CROSS_CASES = [
      "data.sources = ['/data/HAM10000'] and [data.phantom] both given"),
     ("_reference_model", "smoke", '[classify]\nreference_model = "vgg16"', (),
      "classify.reference_model = 'vgg16': must be one of classify.models (resnet18)"),
+    ("_reference_generator", "demo", TWO_GENERATORS + '[report]\nreference_generator = "sd_lora"', (),
+     "report.reference_generator = 'sd_lora': must be one of generate.generators (ddpm, stylegan2_ada)"),
+    ("_reference_generator", "smoke", '[report]\nreference_generator = "ddpm"', (),
+     "report.reference_generator = 'ddpm': must be one of generate.generators (none listed)"),
     ("_split_fractions", "smoke", "[split]\nval = 0.5\ntest = 0.5", (),
      "split.val + split.test = 0.5 + 0.5: must sum to less than 1"),
     ("_stylegan2_size", "demo", '[study]\nimage_size = 48\n[classify]\nmodels = ["resnet18"]', (),
@@ -228,7 +236,7 @@ TABLES = {  # config class -> its TOML table and the shipped study it is tried o
     SplitConfig: ("split", "smoke"), ClassifySpec: ("classify", "smoke"), TrainConfig: ("classify.train", "smoke"),
     ExecutorSpec: ("executor", "smoke"), GenerateSpec: ("generate", "demo"), DDPMConfig: ("generate.ddpm", "demo"),
     StyleGAN2Config: ("generate.stylegan2_ada", "demo"), GenMetricsConfig: ("generate.metrics", "demo"),
-    SDLoRAConfig: ("generate.sd_lora", "demo"),
+    SDLoRAConfig: ("generate.sd_lora", "demo"), ReportSpec: ("report", "demo"),
 }
 
 
@@ -298,3 +306,18 @@ def test_dry_run_stops_on_a_bad_value_with_one_line(tmp_path, cli):
     assert r.err.startswith("skingen: error: ") and r.err.count("\n") == 1
     assert "classify.train.epochs = 0: must be an integer >= 1" in r.err
     assert not (tmp_path / "out").exists()  # nothing planned, nothing written
+
+
+def test_the_report_table_names_the_reference_generator(tmp_path):
+    """[report] reference_generator: one of the study's generators; unknown keys and wrong types are one-line errors."""
+    assert load_study(write_study(tmp_path, "demo", TWO_GENERATORS + '[report]\nreference_generator = "ddpm"')) \
+        .report.reference_generator == "ddpm"
+    assert load_study(REPO / "jobs" / "demo.toml").report.reference_generator == ""  # default: the report's rule
+    for snippet, fragment in (('[report]\nreference = "ddpm"', "[report]: unknown key(s) reference; allowed: "
+                               "reference_generator"),
+                              ("[report]\nreference_generator = 3", "reference_generator"),
+                              ('[report]\nreference_generator = "gan"', "report.reference_generator = 'gan': must be "
+                               "one of generate.generators (ddpm, stylegan2_ada)")):
+        with pytest.raises(UserError) as exc:
+            load_study(write_study(tmp_path, "demo", TWO_GENERATORS + snippet))
+        assert fragment in str(exc.value) and "\n" not in str(exc.value)

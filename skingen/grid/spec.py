@@ -82,6 +82,15 @@ class GenerateSpec:
 
 
 @dataclass(frozen=True)
+class ReportSpec:
+    """How the closing report reads the study: the generator every generator contrast is taken against."""
+
+    # generator contrasts are "synthetic_<g> - synthetic_<reference_generator>" for every other generator g;
+    # "" = stylegan2_ada when listed in [generate] generators, else the first listed (skingen.report.effects)
+    reference_generator: str = ""
+
+
+@dataclass(frozen=True)
 class ExecutorSpec:
     """Where cells run: debug (in process), local (submitit, parallel), slurm; resources from a profile."""
 
@@ -103,6 +112,7 @@ class StudySpec:
     classify: ClassifySpec
     executor: ExecutorSpec
     generate: GenerateSpec = field(default_factory=GenerateSpec)
+    report: ReportSpec = field(default_factory=ReportSpec)
     compare_to_original: bool = False
     path: str = ""
     classes: str = "paper5"  # class set: paper5|ham7|isic2019|FILE.toml (relative: to the cwd, else the study's folder)
@@ -130,10 +140,10 @@ def load_study(path: str | os.PathLike) -> StudySpec:
     path = Path(path)
     raw = load_toml(path)
     where = str(path)
-    unknown = sorted(set(raw) - {"study", "data", "split", "classify", "generate", "executor"})
+    unknown = sorted(set(raw) - {"study", "data", "split", "classify", "generate", "report", "executor"})
     if unknown:
         raise UserError(f"{where}: unknown table(s) {', '.join(unknown)}; allowed: study, data, split, classify, "
-                        "generate, executor")
+                        "generate, report, executor")
     study = dict(_table(raw, "study", where))
     data = dict(_table(raw, "data", where))
     phantom = data.pop("phantom", None)
@@ -151,6 +161,7 @@ def load_study(path: str | os.PathLike) -> StudySpec:
         # studies de-duplicate near-identical images by default (the split CLI does so only when asked)
         "split": from_dict(SplitConfig, {"dedup": True, **_table(raw, "split", where)}, f"{where} [split]"),
         "classify": classify_spec, "generate": _generate_spec(raw, where),
+        "report": from_dict(ReportSpec, _table(raw, "report", where), f"{where} [report]"),
         "executor": from_dict(ExecutorSpec, _table(raw, "executor", where), f"{where} [executor]"),
     }, f"{where} [study]")
     if spec.classes.endswith(".toml") and not Path(spec.classes).is_absolute():

@@ -31,7 +31,7 @@ from ..generators.stylegan2.train import StyleGAN2Config
 from ..metrics.extractors import EXTRACTORS
 from ..metrics.gen_eval import GenMetricsConfig
 from ..preprocess.registry import PRESETS
-from .spec import ClassifySpec, DataSpec, ExecutorSpec, GenerateSpec, PhantomSpec, StudySpec
+from .spec import ClassifySpec, DataSpec, ExecutorSpec, GenerateSpec, PhantomSpec, ReportSpec, StudySpec
 
 MAX_SEED = 2**32 - 1  # numpy's seed range
 GROUP_NORM = 32  # diffusers UNet2DModel's GroupNorm groups: DDPM channel counts are multiples of it
@@ -134,7 +134,7 @@ FIELDS: dict[type, dict[str, Rule | SetBy]] = {
         "name": text(r"[A-Za-z0-9][A-Za-z0-9._-]*", "letters, digits, '.', '_' or '-' (it names the results "
                                                       "folder and the SLURM jobs)"),
         "image_size": ints(16, 4096), "seeds": each(SEED), "pipelines": each(text()),
-        "data": NESTED, "split": NESTED, "classify": NESTED, "executor": NESTED, "generate": NESTED,
+        "data": NESTED, "split": NESTED, "classify": NESTED, "executor": NESTED, "generate": NESTED, "report": NESTED,
         "compare_to_original": BOOL, "path": ANY,
         "classes": Rule(lambda v: isinstance(v, str) and (v in CLASS_SETS or v.endswith(".toml")),
                         f"{', '.join(CLASS_SETS)} or a class set FILE.toml", unknown=True, bad="ham9"),
@@ -179,7 +179,7 @@ FIELDS: dict[type, dict[str, Rule | SetBy]] = {
         "prompt_template": text(r".*\{name\}.*", "a string with {name}"), "rank": ints(1), "alpha": NONNEG,
         "max_steps": ints(1), "epochs": ints(0), "batch_size": ints(1), "grad_accum": ints(1), "lr": POS,
         "lr_scheduler": one_of(*SD_SCHEDULES), "warmup_steps": ints(0), "adam_beta1": FRACTION,
-        "adam_beta2": FRACTION, "weight_decay": NONNEG, "adam_eps": POS, "grad_clip": POS, "noise_offset": NONNEG,
+        "adam_beta2": FRACTION, "weight_decay": NONNEG, "adam_eps": POS, "grad_clip": NONNEG, "noise_offset": NONNEG,
         "snr_gamma": NONNEG, "prediction_type": one_of("", "epsilon", "v_prediction"),
         "mixed_precision": one_of("auto", "no", "fp16", "bf16"), "gradient_checkpointing": BOOL,
         "random_flip": BOOL, "cache_latents": BOOL, "sampler": one_of(*SD_SAMPLERS), "sampling_steps": ints(1),
@@ -205,6 +205,7 @@ FIELDS: dict[type, dict[str, Rule | SetBy]] = {
         "seed": SEED, "batch_size": ints(1),
     },
     ExecutorSpec: {"kind": one_of("debug", "local", "slurm"), "profile": text(), "max_parallel": ints(1)},
+    ReportSpec: {"reference_generator": Rule(lambda v: isinstance(v, str), "a generator of generate.generators")},
 }
 
 
@@ -283,6 +284,14 @@ def _reference_model(s: StudySpec) -> str | None:
     ref = s.classify.reference_model
     if ref and ref not in s.classify.models:
         return f"classify.reference_model = {ref!r}: must be one of classify.models ({', '.join(s.classify.models)})"
+    return None
+
+
+def _reference_generator(s: StudySpec) -> str | None:
+    ref, listed = s.report.reference_generator, s.generate.generators
+    if ref and ref not in listed:
+        return (f"report.reference_generator = {ref!r}: must be one of generate.generators "
+                f"({', '.join(listed) if listed else 'none listed'})")
     return None
 
 
@@ -369,7 +378,8 @@ def _phantom_splits(s: StudySpec) -> str | None:
 
 CROSS: tuple[Callable[[StudySpec], str | None], ...] = (
     _known_factors, _arms_have_generators, _generator_own_checks, _data_source, _reference_model,
-    _split_fractions, _stylegan2_size, _ddpm_size, _ddpm_steps, _classifier_size, _class_set, _phantom_splits,
+    _reference_generator, _split_fractions, _stylegan2_size, _ddpm_size, _ddpm_steps, _classifier_size, _class_set,
+    _phantom_splits,
 )
 
 

@@ -8,7 +8,7 @@ from ..data.shards import ShardReader
 from ..data.split import lesion_overlap
 from ..data.tables import read_table
 from .collect import Results
-from .generative import generator_checks
+from .generative import generator_checks, starting_weights
 
 
 def _check(name: str, ok: bool | None, evidence: str) -> dict:
@@ -68,6 +68,16 @@ def _test_set_checks(res: Results) -> list[dict]:
     ]
 
 
+def starting_weights_check(res: Results) -> dict:
+    """Each generator's starting weights (result 'note': what the generator effect carries besides architecture)."""
+    weights = starting_weights(res)
+    if not weights:
+        return _check("generator starting weights", None, "this study has no generator cells")
+    return {"check": "generator starting weights", "result": "note",
+            "evidence": "; ".join(f"{gen}: {w}" for gen, w in weights.items())}
+
+
 def protocol_audit(res: Results) -> list[dict]:
     """All checks; generator checks are n/a when the study has no generator cells."""
-    return _split_checks(res) + _test_set_checks(res) + [_check(*c) for c in generator_checks(res)]
+    return (_split_checks(res) + _test_set_checks(res) + [_check(*c) for c in generator_checks(res)]
+            + [starting_weights_check(res)])

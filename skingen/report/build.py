@@ -17,10 +17,10 @@ from .collect import Results, classifier_rows, load_results
 from .effects import delta_records, factor_effects, public
 from .export import write_cells_long, write_effects
 from .figures import bar_chart, forest_plot, gradcam_grid, preprocessing_panel, training_curves
-from .generative import gen_metrics_tables, sample_figures, tsne_figures
+from .generative import gen_metrics_tables, sample_figures, starting_weights, tsne_figures
 from .spaces import agreement
 from .html import figure_html, paragraph_html, render_page, table_html
-from .joint import JointBootstrap, run_joint_bootstrap
+from .joint import INTERVAL, JointBootstrap, run_joint_bootstrap
 from .original import original_comparison
 from .scores import study_scores
 from .tables import (GLOBAL_COLUMNS, MEL_COLUMNS, Table, delta_table, effects_table, for_target, metric_table,
@@ -36,6 +36,14 @@ def reference_model(spec_text: str, models: set[str]) -> str:
     ref = classify.get("reference_model") or ""
     listed = classify.get("models") or sorted(models)
     return ref or ("resnet50" if "resnet50" in listed else listed[0])
+
+
+def generator_reference(spec_text: str) -> tuple[str, tuple[str, ...]]:
+    """The study's ``report.reference_generator`` ("" = the default rule, see effects.DEFAULT_REFERENCE) and its
+    ``generate.generators`` in their order."""
+    raw = tomllib.loads(spec_text or "")
+    return (raw.get("report", {}).get("reference_generator") or "",
+            tuple(raw.get("generate", {}).get("generators") or ()))
 
 
 def _load_all(roots: list[Path]) -> tuple[list[Results], list[dict]]:
@@ -64,6 +72,13 @@ def _classifier_tables(jb: JointBootstrap | None, deltas: list[dict], effects: l
             delta_table(deltas, target), effects_table(effects), missing_table(rows, gen_missing)]
 
 
+def _reference_used(effects: list[dict], declared: str) -> dict:
+    """summary.json's account of the generator contrasts' reference: declared, used, and why they differ."""
+    gen = next((e for e in effects if e["factor"] == "generator"), {})
+    return {"declared": declared, "used": gen.get("reference"), "note": gen.get("note", ""),
+            "level": gen.get("level"), "simultaneous": gen.get("simultaneous", "")}
+
+
 def build_report(root: str | os.PathLike, *more: str | os.PathLike, out: str | os.PathLike | None = None,
                  n_boot: int = 2000, seed: int = 0) -> Path:
     """Write ``out`` (default ``root/report/``) and return the path of its ``index.html``."""
@@ -74,9 +89,11 @@ def build_report(root: str | os.PathLike, *more: str | os.PathLike, out: str | o
     scores = study_scores(results, rows)
     jb = run_joint_bootstrap(scores, n_boot, seed) if scores else None
     ref = reference_model(res.spec_text, {r["model"] for r in rows})
-    effects = factor_effects(jb, ref) if jb else []
+    gen_ref, generators = generator_reference(res.spec_text)
+    effects = factor_effects(jb, ref, generators, gen_ref) if jb else []
     deltas = delta_records(jb) if jb else []
-    gen_tables, gen_missing, differences = gen_metrics_tables(res)
+    starting = starting_weights(res)
+    gen_tables, gen_missing, differences = gen_metrics_tables(res, reference=gen_ref, generators=generators)
     agree, disagreements = agreement(differences)
     gen_tables += [agree] if agree else []
     tables = _classifier_tables(jb, deltas, effects, rows, gen_missing) + gen_tables
@@ -98,7 +115,8 @@ def build_report(root: str | os.PathLike, *more: str | os.PathLike, out: str | o
                ("Grad-CAM (real arm)", gradcam_grid(rows, figs / "gradcam.png"), ""),
                ("Preprocessing before/after (test images per pipeline)",
                 preprocessing_panel(res, figs / "preprocessing.png"), "")]
-    verdicts = make_verdicts(effects, jb) if jb else ["No classifier cell has finished: nothing to compare yet."]
+    verdicts = (make_verdicts(effects, jb, starting) if jb
+                else ["No classifier cell has finished: nothing to compare yet."])
     sections = [("Classifier results", [table_html(t) for t in tables[:3]]),
                 ("Factor effects", [table_html(tables[3])]),
                 ("Synthetic images", [table_html(t) for t in gen_tables] + [paragraph_html(t) for t in disagreements]
@@ -111,7 +129,8 @@ def build_report(root: str | os.PathLike, *more: str | os.PathLike, out: str | o
     write_text(out / "index.html", render_page(res.study, verdicts, sections, audit, res.spec_text))
     write_json(out / "summary.json", {
         "verdicts": verdicts, "effects": public(effects), "audit": audit, "reference_model": ref,
-        "bootstrap": {"n_boot": n_boot, "seed": seed, "interval": effects[0]["interval"] if effects else None,
+        "reference_generator": _reference_used(effects, gen_ref), "starting_weights": starting,
+        "bootstrap": {"n_boot": n_boot, "seed": seed, "interval": INTERVAL if effects else None,
                       "n_images": jb.n_images if jb else 0, "n_clusters": jb.n_clusters if jb else 0},
         "feature_space_disagreements": disagreements, "results_folders": [str(r) for r in roots], "n_classifier_cells": len(rows),
         "n_missing": sum(r["metrics"] is None for r in rows)})

@@ -27,6 +27,7 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.stats import norm
 from scipy.stats import t as t_dist
 
 Z95 = 1.959963984540054
@@ -132,8 +133,10 @@ def label_shares(pieces: Parts) -> tuple[float, float]:
     return label_share(pieces, 0), label_share(pieces, 1)
 
 
-def small_sample_factor(var_image: float, var_labels: tuple[float, float], dfs: tuple[int, int]) -> float:
-    """t / z at 95 % for the Welch-Satterthwaite degrees of freedom of image + seed + instance variance: the
+def small_sample_factor(var_image: float, var_labels: tuple[float, float], dfs: tuple[int, int],
+                        level: float = 0.95) -> float:
+    """t / z at ``level`` (two-sided; 95 % unless a family's simultaneous level is asked for) for the
+    Welch-Satterthwaite degrees of freedom of image + seed + instance variance: the
     seed variance rests on n_seeds - 1 degrees of freedom, the instance variance on the sum of n_instances - 1
     over the independent (pipeline, generator) groups the statistic involves, the image variance on hundreds
     of clusters (taken as exact). A dominant seed effect with three seeds widens the interval as a t interval
@@ -142,7 +145,8 @@ def small_sample_factor(var_image: float, var_labels: tuple[float, float], dfs: 
     if not terms:
         return 1.0
     df = (var_image + sum(v for v, _ in terms)) ** 2 / sum(v * v / df for v, df in terms)
-    return float(t_dist.ppf(0.975, df) / Z95)
+    upper = (1 + level) / 2  # 0.975 at 95 %
+    return float(t_dist.ppf(upper, df) / (Z95 if level == 0.95 else norm.ppf(upper)))
 
 
 @dataclass(frozen=True)
@@ -164,10 +168,12 @@ class Levels:
 
 
 def combine(parts: Parts, levels: Levels, shares: tuple[float, float], bounds: tuple = (None, None),
-            image_inflation: float = 1.0) -> np.ndarray:
+            image_inflation: float = 1.0, level: float = 0.95) -> np.ndarray:
     """(1 + B,) estimate and replicates of one statistic (see the module docstring). ``levels``: its labels;
     ``shares``: :func:`label_shares` of the statistic's family; replicates are kept within the metric's
-    ``bounds``; ``image_inflation`` widens the image part (small class strata, see ``joint.stratum_inflation``)."""
+    ``bounds``; ``image_inflation`` widens the image part (small class strata, see ``joint.stratum_inflation``);
+    ``level``: the interval level the replicates will be read at (the t/z factor is taken there: a simultaneous
+    interval of a family of contrasts reads a further tail)."""
     est = float(parts.image[0])
     out = np.full(parts.image.shape, np.nan)
     out[0] = est
@@ -177,7 +183,8 @@ def combine(parts: Parts, levels: Levels, shares: tuple[float, float], bounds: t
     bias = float(np.nanmean(image)) if np.isfinite(image).any() else 0.0
     image = image_inflation * (image - bias)
     labels = [scale * parts.hier[k, 1:] for k, scale in enumerate(levels.scales(shares))]  # NaN: a weightless draw
-    factor = small_sample_factor(float(_nanvar(image)), tuple(float(_nanvar(x)) for x in labels), levels.dfs())
+    factor = small_sample_factor(float(_nanvar(image)), tuple(float(_nanvar(x)) for x in labels), levels.dfs(),
+                                 level)
     out[1:] = est - bias + factor * (image + labels[0] + labels[1])
     lo, hi = bounds
     if lo is not None:

@@ -1,20 +1,31 @@
 """Contrasts read off the joint bootstrap: deltas vs the real-only arm and the factor effects (PROTOCOL rule 9).
 
 Every contrast is a mean of paired unit differences, recomputed inside each replicate, so its interval
-carries test-set, seed and generator-instance variability together.
+carries test-set, seed and generator-instance variability together. The generator factor is every generator
+minus the reference generator; with k > 2 generators its k - 1 contrasts, and their comparisons with
+preprocessing, are read at the Bonferroni level 1 - 0.05/(k - 1) (simultaneous intervals; the level is passed
+through to the replicates' small-sample factor, see :func:`.components.combine`).
 """
 from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from .components import Parts, combine, label_shares
-from .joint import INTERVAL, JointBootstrap
+from .joint import JointBootstrap, interval_words
 from .stats import KEY_METRICS, bootstrap_p, holm, interval, undefined_share
 
 DELTA_METRICS = ("mel_f1", "macro_f1", "mel_roc_auc")
 MIN_PAIRS = 5
 PIPELINES = ("basic", "advanced")
-GENERATORS = ("stylegan2_ada", "ddpm")  # generator effect = ddpm - stylegan2_ada
+# the reference generator when [report] reference_generator is unset: stylegan2_ada when the study has it (the
+# original study's generator; so a ddpm + stylegan2_ada study's contrast is synthetic_ddpm - synthetic_stylegan2_ada,
+# as before several generators), else the first generator listed; the two named when none is
+DEFAULT_REFERENCE = "stylegan2_ada"
+DEFAULT_PAIR = ("stylegan2_ada", "ddpm")
+FAMILY_ALPHA = 0.05
 
 
 def _n_cells(jb: JointBootstrap, unit: tuple) -> int:
@@ -31,13 +42,14 @@ def pair_parts(jb: JointBootstrap, metric: str, pairs: list[tuple[tuple, tuple]]
 
 
 def contrast(jb: JointBootstrap, metric: str, pairs: list[tuple[tuple, tuple]],
-             shares: tuple[float, float] | None = None) -> np.ndarray:
+             shares: tuple[float, float] | None = None, level: float = 0.95) -> np.ndarray:
     """Mean over ``pairs`` of (second - first) unit values, per replicate (column 0: the estimate); the label
-    shares are pooled over the pairs unless the caller pools them over a larger family (``shares``)."""
+    shares are pooled over the pairs unless the caller pools them over a larger family (``shares``); ``level``:
+    the interval level the replicates are for (see :func:`.components.combine`)."""
     diffs = pair_parts(jb, metric, pairs)
     shares = label_shares(diffs) if shares is None else shares
     return combine(diffs.mean(), jb.levels([u for pair in pairs for u in pair]), shares,
-                   image_inflation=jb.image_inflation)
+                   image_inflation=jb.image_inflation, level=level)
 
 
 def resampled(jb: JointBootstrap, units: list[tuple]) -> str:
@@ -58,13 +70,16 @@ SINGLE_WHY = ("1 trained instance per generator: the generator's own variability
 
 
 def effect_record(factor: str, metric: str, name: str, values: np.ndarray | None, n_pairs: int,
-                  why: str = "", over: str = "") -> dict:
-    """One effect: estimate, percentile interval, pairs, what was resampled and whether the data can support it."""
+                  why: str = "", over: str = "", family: tuple[float, str] = (0.95, "")) -> dict:
+    """One effect: estimate, percentile interval, pairs, what was resampled and whether the data can support it.
+    ``family``: the interval level and, for a member of a family of contrasts, how it is made simultaneous."""
+    level, simultaneous = family
     rec = {"factor": factor, "metric": metric, "contrast": name, "n_pairs": n_pairs, "effect": None,
-           "ci": [None, None], "interval": INTERVAL, "resampled": over}
+           "ci": [None, None], "interval": interval_words(level), "level": level, "simultaneous": simultaneous,
+           "resampled": over}
     if values is None or n_pairs == 0:
         return {**rec, "n_pairs": 0, "status": "missing", "why": why or "no matched cells"}
-    rec["effect"], rec["ci"] = interval(values)
+    rec["effect"], rec["ci"] = interval(values, level)
     rec["undefined_share"] = undefined_share(values)
     rec["_replicates"] = values
     lo, hi = rec["ci"]
@@ -79,12 +94,14 @@ def effect_record(factor: str, metric: str, name: str, values: np.ndarray | None
     return rec
 
 
-def _paired(jb: JointBootstrap, metric: str, factor: str, name: str, pairs: list, why: str) -> dict:
+def _paired(jb: JointBootstrap, metric: str, factor: str, name: str, pairs: list, why: str,
+            family: tuple[float, str] = (0.95, "")) -> dict:
     if not pairs:
-        return effect_record(factor, metric, name, None, 0, why)
+        return effect_record(factor, metric, name, None, 0, why, family=family)
     n_pairs = sum(min(_n_cells(jb, a), _n_cells(jb, b)) for a, b in pairs)
     over = resampled(jb, [u for pair in pairs for u in pair])
-    return effect_record(factor, metric, name, contrast(jb, metric, pairs), n_pairs, over=over)
+    values = contrast(jb, metric, pairs, level=family[0])
+    return effect_record(factor, metric, name, values, n_pairs, over=over, family=family)
 
 
 def single_instance(jb: JointBootstrap) -> bool:
@@ -98,9 +115,10 @@ def _single(rec: dict) -> dict:
     return {**rec, "status": SINGLE, "why": SINGLE_WHY}
 
 
-def preprocessing_effect(jb: JointBootstrap, metric: str) -> dict:
+def preprocessing_effect(jb: JointBootstrap, metric: str, family: tuple[float, str] = (0.95, "")) -> dict:
     """advanced - basic over matched (arm, model); over the arms without generated images when a generator
-    was trained once (its single instance's luck would otherwise enter the preprocessing effect unmeasured)."""
+    was trained once (its single instance's luck would otherwise enter the preprocessing effect unmeasured).
+    ``family``: the level (and its words) when the effect enters a family's comparisons."""
     a, b = PIPELINES
     units = set(jb.units)
     pairs = [(u, (b, *u[1:])) for u in jb.units if u[0] == a and (b, *u[1:]) in units]
@@ -108,22 +126,74 @@ def preprocessing_effect(jb: JointBootstrap, metric: str) -> dict:
     if single_instance(jb):
         pairs = [p for p in pairs if not p[0][1].startswith("synthetic")]
         name += " (arms without generated images)"
-    return _paired(jb, metric, "preprocessing", name, pairs, "needs both basic and advanced pipelines")
+    return _paired(jb, metric, "preprocessing", name, pairs, "needs both basic and advanced pipelines", family)
 
 
-def generator_effect(jb: JointBootstrap, metric: str) -> dict:
-    """synthetic_ddpm - synthetic_stylegan2_ada over matched (pipeline, model, dose)."""
-    a, b = (f"synthetic_{g}" for g in GENERATORS)
+def _generator_of(arm: str) -> str | None:
+    """'synthetic_ddpm x0.5' -> 'ddpm'; None for an arm without generated images."""
+    name = arm.split(" ")[0]
+    return name.removeprefix("synthetic_") if name.startswith("synthetic_") else None
+
+
+def present_generators(jb: JointBootstrap, listed: Sequence[str] = ()) -> list[str]:
+    """The generators whose synthetic arms have classifier results, in the study's [generate] order (then by name)."""
+    found = {g for u in jb.units if (g := _generator_of(u[1]))}
+    return [g for g in listed if g in found] + sorted(found - set(listed))
+
+
+def pick_reference(declared: str, names: Sequence[str], present: Sequence[str]) -> tuple[str, str]:
+    """(reference generator, note). ``declared`` ([report] reference_generator), else DEFAULT_REFERENCE when it is
+    among ``names``, else the first of ``names``; when that one has no results but two or more generators do, the
+    first generator present, and a note saying so."""
+    ref = declared or (DEFAULT_REFERENCE if DEFAULT_REFERENCE in names else names[0])
+    if ref in present or len(present) < 2:
+        return ref, ""
+    return present[0], (f"the reference generator {ref} has no results; the generator contrasts are taken against "
+                        f"{present[0]}, the first generator present")
+
+
+def family_level(n_contrasts: int) -> tuple[float, str]:
+    """(level, words) of a family of ``n_contrasts`` intervals read together: Bonferroni, 1 - 0.05/n."""
+    if n_contrasts < 2:
+        return 1 - FAMILY_ALPHA, ""
+    return 1 - FAMILY_ALPHA / n_contrasts, f"Bonferroni over {n_contrasts} contrasts"
+
+
+@dataclass(frozen=True)
+class GeneratorFamily:
+    """The generator factor of a study: every other generator minus the reference, read at one level."""
+
+    reference: str
+    others: tuple[str, ...]
+    family: tuple[float, str]  # (level, how it is simultaneous)
+    note: str = ""  # why the reference is not the declared one
+
+
+def generator_family(jb: JointBootstrap, listed: Sequence[str] = (), declared: str = "") -> GeneratorFamily:
+    """The reference and the contrasts: the study's generators (``listed``, then any other with results; the
+    default pair when fewer than two are known); Bonferroni over the k - 1 contrasts of the k generators present."""
+    present = present_generators(jb, listed)
+    names = list(dict.fromkeys([*listed, *present]))
+    for g in DEFAULT_PAIR:
+        if len(names) < 2 and g not in names:
+            names.append(g)
+    ref, note = pick_reference(declared, names, present)
+    return GeneratorFamily(ref, tuple(g for g in names if g != ref), family_level(len(present) - 1), note)
+
+
+def generator_effects(jb: JointBootstrap, metric: str, fam: GeneratorFamily) -> list[dict]:
+    """synthetic_<g> - synthetic_<reference> over matched (pipeline, model, dose), one record per other generator."""
+    a = f"synthetic_{fam.reference}"
     units = set(jb.units)
-    pairs = []
-    for u in jb.units:
-        if u[1].split(" ")[0] == a:
-            partner = (u[0], u[1].replace(a, b, 1), u[2])
-            if partner in units:
-                pairs.append((u, partner))
-    rec = _paired(jb, metric, "generator", f"{b} - {a}", pairs,
-                  "needs both synthetic_stylegan2_ada and synthetic_ddpm arms")
-    return _single(rec) if single_instance(jb) else rec
+    out = []
+    for g in fam.others:
+        b = f"synthetic_{g}"
+        pairs = [(u, partner) for u in jb.units
+                 if u[1].split(" ")[0] == a and (partner := (u[0], u[1].replace(a, b, 1), u[2])) in units]
+        rec = _paired(jb, metric, "generator", f"{b} - {a}", pairs, f"needs both {a} and {b} arms", fam.family)
+        rec.update({"generator": g, "reference": fam.reference}, **({"note": fam.note} if fam.note else {}))
+        out.append(_single(rec) if single_instance(jb) else rec)
+    return out
 
 
 def architecture_effects(jb: JointBootstrap, metric: str, reference: str) -> list[dict]:
@@ -138,24 +208,35 @@ def architecture_effects(jb: JointBootstrap, metric: str, reference: str) -> lis
     return out
 
 
-def comparison(gen: dict, pre: dict) -> dict:
-    """|generator| - |preprocessing| per replicate: does the generator matter more than preprocessing?"""
-    name = "|generator| - |preprocessing|"
+def comparison(gen: dict, pre: dict, named: bool = False) -> dict:
+    """|generator contrast| - |preprocessing| per replicate: does the generator matter more than preprocessing?
+    ``pre`` is computed at the contrast's level; ``named``: the contrast is named (one of several)."""
+    name = f"|{gen['contrast']}| - |preprocessing|" if named else "|generator| - |preprocessing|"
+    family = (gen["level"], gen["simultaneous"])
+    ids = {k: gen[k] for k in ("generator", "reference") if k in gen}
     if gen["status"] == "missing" or pre["status"] == "missing":
-        return effect_record("generator_vs_preprocessing", gen["metric"], name, None, 0,
-                             "needs both the generator and the preprocessing effect")
+        return {**effect_record("generator_vs_preprocessing", gen["metric"], name, None, 0,
+                                "needs both the generator and the preprocessing effect", family=family), **ids}
     values = np.abs(gen["_replicates"]) - np.abs(pre["_replicates"])
     rec = effect_record("generator_vs_preprocessing", gen["metric"], name, values, min(gen["n_pairs"], pre["n_pairs"]),
-                        over=gen["resampled"])
+                        over=gen["resampled"], family=family)
+    rec.update(ids)
     return _single(rec) if gen["status"] == SINGLE else rec
 
 
-def factor_effects(jb: JointBootstrap, reference: str) -> list[dict]:
-    """Per key metric: generator, preprocessing, their comparison, and every architecture contrast."""
+def factor_effects(jb: JointBootstrap, reference: str, generators: Sequence[str] = (),
+                   reference_generator: str = "") -> list[dict]:
+    """Per key metric: every generator contrast (vs the reference generator), preprocessing, each contrast's
+    comparison with preprocessing, and every architecture contrast (vs the ``reference`` model). ``generators``:
+    the study's [generate] generators (their order); ``reference_generator``: [report] reference_generator ("":
+    DEFAULT_REFERENCE's rule). With several contrasts, they and their comparisons are simultaneous intervals."""
+    fam = generator_family(jb, generators, reference_generator)
     effects = []
     for metric in KEY_METRICS:
-        gen, pre = generator_effect(jb, metric), preprocessing_effect(jb, metric)
-        effects += [gen, pre, comparison(gen, pre), *architecture_effects(jb, metric, reference)]
+        gens, pre = generator_effects(jb, metric, fam), preprocessing_effect(jb, metric)
+        pre_at = pre if fam.family[0] == pre["level"] else preprocessing_effect(jb, metric, fam.family)
+        cmps = [comparison(g, pre_at, len(gens) > 1) for g in gens]
+        effects += [*gens, pre, *cmps, *architecture_effects(jb, metric, reference)]
     return effects
 
 

@@ -12,7 +12,7 @@ from .joint import LOG_POOLED, JointBootstrap, StudyScores
 
 LONG_COLUMNS = ("study", "pipeline", "arm", "dose", "generator_seed", "model", "seed", "metric", "value")
 EFFECT_COLUMNS = ("factor", "metric", "contrast", "effect", "ci_lo", "ci_hi", "n_pairs", "status", "interval",
-                  "resampled", "undefined_share")
+                  "resampled", "undefined_share", "simultaneous")
 
 
 def _value(v: float) -> str:
@@ -45,6 +45,7 @@ def write_effects(path: Path, effects: list[dict]) -> Path:
              "ci_hi": "" if e["ci"][1] is None else f"{e['ci'][1]:.9g}",
              "n_pairs": e["n_pairs"], "status": e["status"], "interval": e["interval"],
              "resampled": e.get("resampled", ""),
-             "undefined_share": f"{e['undefined_share']:.4g}" if "undefined_share" in e else ""} for e in effects]
+             "undefined_share": f"{e['undefined_share']:.4g}" if "undefined_share" in e else "",
+             "simultaneous": e.get("simultaneous", "")} for e in effects]
     write_csv(path, EFFECT_COLUMNS, rows)
     return path

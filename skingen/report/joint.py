@@ -25,8 +25,20 @@ from .stats import interval
 
 log = logging.getLogger(__name__)
 LOG_POOLED = ("mel_dor",)  # pooled over seeds on the log scale
-INTERVAL = ("joint hierarchical bootstrap (test clusters within class, classifier-seed labels, generator-instance "
-            "labels), 95 % percentile, shifted by the bootstrap bias estimate")
+
+
+def level_words(level: float) -> str:
+    """An interval level in words: '95 %', '97.5 %'."""
+    return f"{100 * level:.4g} %"
+
+
+def interval_words(level: float = 0.95) -> str:
+    """How the joint bootstrap's intervals are made, at ``level`` (effects.csv's ``interval`` column)."""
+    return ("joint hierarchical bootstrap (test clusters within class, classifier-seed labels, generator-instance "
+            f"labels), {level_words(level)} percentile, shifted by the bootstrap bias estimate")
+
+
+INTERVAL = interval_words()
 BOUNDS = {"mcc": (-1.0, 1.0), "brier": (0.0, 2.0), "mel_dor": (None, None)}  # others lie in [0, 1]
 
 

@@ -7,7 +7,8 @@ per-generator-instance melanoma shift shared by the cells trained on that instan
 noise (a class bias and image noise) + optionally a class bias per (pipeline, classifier seed) shared by
 every arm and model of that pipeline (a seed fixes initial weights and data order everywhere). Under
 the null no factor changes the population metrics; planted effects add skill to one level of a factor.
-The test set is class-stratified at the lesion level, as the study's split is.
+The test set is class-stratified at the lesion level, as the study's split is. Every ``synthetic_<g>`` arm is a
+generator g with its own instances (``THREE_GENERATORS``: the arms of a study with three generators).
 """
 from __future__ import annotations
 
@@ -20,11 +21,13 @@ from .joint import CellScores, StudyScores
 
 CLASS_MIX = (0.526, 0.214, 0.116, 0.110, 0.034)  # NV BCC BKL MEL SCC in HAM10000 + MILK10k
 IMAGES_PER_LESION = ((1, 0.76), (2, 0.17), (3, 0.05), (4, 0.02))  # mean ~1.33
+THREE_GENERATORS = ("real", "gta", "synthetic_stylegan2_ada", "synthetic_ddpm", "synthetic_sd_lora")
 
 
 @dataclass(frozen=True)
 class SimulatedStudy:
-    """The grid and the noise levels of a simulated study; ``planted`` adds skill: {"pipeline:advanced": 0.3}."""
+    """The grid and the noise levels of a simulated study; ``planted`` adds skill: {"pipeline:advanced": 0.3} or
+    {"arm:synthetic_sd_lora": 1.0} (a generator's arm); ``instances``: trained instances of every generator."""
 
     n_images: int = 600
     pipelines: tuple[str, ...] = ("basic", "advanced")

@@ -1,6 +1,7 @@
-"""Do the feature spaces agree? For each pipeline and pair of generators, the FD difference in every space the
-study scored, which generator each space ranks first (only where the interval excludes 0), and a sentence
-wherever two spaces rank the pair in opposite orders or one decides and another does not."""
+"""Do the feature spaces agree? For each pipeline and each generator minus the reference generator (the generative
+table's difference rows, :func:`.generative.reference_pairs`), the FD difference in every space the study scored,
+which generator each space ranks first (only where the interval excludes 0), and a sentence wherever two spaces
+rank the pair in opposite orders or one decides and another does not."""
 from __future__ import annotations
 
 from collections import defaultdict
@@ -36,8 +37,9 @@ def agreement(differences: list[dict]) -> tuple[Table | None, list[str]]:
                                              f"{_order(d) or 'no order'}")
         body.append(row)
         sentences += _sentence(pipe, a, b, by_space)
-    note = ("FD(a) − FD(b) against the same test reals at matched N in each space, with its shifted joint-bootstrap "
-            "interval; '→ X' names the generator the space ranks first (lower FD) when the interval excludes 0.")
+    note = ("FD(a) − FD(b), a a generator and b the reference generator, against the same test reals at matched N in "
+            "each space, with its shifted joint-bootstrap interval; '→ X' names the generator the space ranks first "
+            "(lower FD) when the interval excludes 0.")
     return Table("feature_space_agreement", "Do the feature spaces agree on the generator ranking?",
                  ["Pipeline", "Difference"] + [f"{s}: FD difference [95 % CI]" for s in spaces], body, note), sentences
 

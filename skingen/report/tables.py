@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 
 from ..atomic import write_text
-from .joint import INTERVAL, JointBootstrap
+from .joint import INTERVAL, JointBootstrap, level_words
 from .stats import interval
 
 GLOBAL_COLUMNS = (("macro_f1", "Macro-F1"), ("balanced_accuracy", "Balanced Acc"), ("mcc", "MCC"),
@@ -118,9 +118,14 @@ def effects_table(effects: list[dict]) -> Table:
             text = "missing: " + e.get("why", "no cells")
         else:
             text = fmt(e["effect"], *e["ci"]) + (f" ({e['status']}: {e['why']})" if e["status"] != "ok" else "")
+        if e.get("simultaneous"):
+            text += f" ({level_words(e['level'])} simultaneous interval: {e['simultaneous']})"
         body.append([e["factor"], e["contrast"], e["metric"], str(e["n_pairs"]), text])
-    note = (f"Mean paired difference over the other factors; {INTERVAL}. Architecture: every model against the "
-            "declared reference model (classify.reference_model), never best minus worst.")
+    note = (f"Mean paired difference over the other factors; {INTERVAL}. Generator: every generator against the "
+            "reference generator (report.reference_generator); with several such contrasts, they and their "
+            "comparisons with preprocessing carry simultaneous intervals (Bonferroni over the contrasts, level "
+            "1 − 0.05/(k − 1) for k generators). Architecture: every model against the declared reference model "
+            "(classify.reference_model), never best minus worst.")
     return Table("factor_effects", "Factor effects (mean paired difference [95 % joint-bootstrap CI])",
                  ["Factor", "Contrast", "Metric", "Pairs", "Effect [95 % CI]"], body, note)
 

@@ -136,8 +136,8 @@ def study_assets(study: str | os.PathLike) -> list[str]:
 
 def base_assets(base: str) -> list[str]:
     """The assets whose folder an sd_lora ``base`` names (none for the stand-in or a folder of the user's)."""
-    return [n for n, files in ASSETS.items() if n.startswith("sd")
-            and any(base.rstrip("/").endswith(str(Path(f.path).parts[1])) for f in files)]
+    return [n for n, files in ASSETS.items() if n.startswith("sd") and base.startswith("/assets/")
+            and any(base.rstrip("/") == f"/assets/{Path(f.path).parts[0]}/{Path(f.path).parts[1]}" for f in files)]
 
 
 def imported_assets(init_from: str) -> list[str]:

@@ -81,7 +81,7 @@ def test_cached_latents_train_as_encoding_every_step(base, shard, tmp_path):
 
 
 def test_resume_after_stop_equals_continuous(base, shard, tmp_path):
-    cfg = tiny(base, max_steps=5, checkpoint_every=2)
+    cfg = tiny(base, max_steps=5, checkpoint_every=2, log_every=2)  # the stop falls inside a log window
     train_sd_lora(shard, tmp_path / "full", cfg)
     with pytest.raises(Preempted):
         train_sd_lora(shard, tmp_path / "cut", cfg, stop_after_steps=3)
@@ -91,6 +91,9 @@ def test_resume_after_stop_equals_continuous(base, shard, tmp_path):
     a = torch.load(tmp_path / "full" / "state" / "training_state.pt", weights_only=True)
     b = torch.load(tmp_path / "cut" / "state" / "training_state.pt", weights_only=True)
     assert all(torch.equal(a["lora"][k], b["lora"][k]) for k in a["lora"])
+    with pytest.raises(UserError, match="saved by a run with") as exc:  # other settings never resume this state
+        train_sd_lora(shard, tmp_path / "cut", tiny(base, max_steps=6, rank=8))
+    assert "\n" not in str(exc.value)
 
 
 def test_noise_offset_and_min_snr_change_training(base, shard, tmp_path):
@@ -184,3 +187,42 @@ def test_three_generator_study_runs_end_to_end(base, tmp_path):
                  if r["Factor"] == "generator" and r["Metric"] == "macro_f1"]
     assert len(generator) == 2  # every generator minus the reference (stylegan2_ada when listed)
     assert "Samples of sd_lora (basic)" in (report / "index.html").read_text()
+
+
+def test_clipping_is_applied_at_the_set_norm_and_off_at_zero(base, shard, tmp_path, monkeypatch):
+    calls = []
+    for clip in (0.5, 0.0):
+        t = Trainer(shard, tmp_path / str(clip), tiny(base, grad_clip=clip))
+        monkeypatch.setattr(t.acc, "clip_grad_norm_", lambda params, norm: calls.append((len(list(params)), norm)))
+        t.step(0)
+    n_lora = sum(1 for n, _ in t.acc.unwrap_model(t.unet).named_parameters() if "lora_" in n)
+    assert calls == [(n_lora, 0.5)]
+
+
+def test_real_base_layout_alpha_and_v_prediction_reach_the_sampler(base, shard, tmp_path):
+    """A base whose model_index lists SD-1.5's safety checker and feature extractor (not fetched) still loads; the
+    LoRA's alpha and prediction type travel with the snapshot into the pipeline."""
+    import shutil
+
+    from skingen.generators.sd_lora.sample import load_pipeline
+
+    real = tmp_path / "sd15-like"
+    shutil.copytree(base, real)
+    index = json.loads((real / "model_index.json").read_text())
+    index.update(safety_checker=["stable_diffusion", "StableDiffusionSafetyChecker"],
+                 feature_extractor=["transformers", "CLIPImageProcessor"])
+    (real / "model_index.json").write_text(json.dumps(index))
+    train_sd_lora(shard, tmp_path / "c", tiny(str(real), max_steps=1, alpha=8.0, prediction_type="v_prediction"))
+    for sampler in ("dpmsolver++", "ddim"):
+        pipe, snap = load_pipeline(tmp_path / "c", sampler)
+        assert pipe.scheduler.config.prediction_type == "v_prediction" == snap["prediction_type"]
+    scales = {v for m in pipe.unet.modules() if hasattr(m, "scaling") and isinstance(m.scaling, dict)
+              for v in m.scaling.values()}
+    assert scales == {2.0}  # alpha 8 / rank 4, as trained
+    out = sample_to_shard(tmp_path / "c", tmp_path / "s.h5", 2, "MEL", 16, options={"sd_steps": 2})
+    assert len(ShardReader(out)) == 2
+
+
+def test_bad_choices_are_one_line_errors_outside_a_study(base, shard, tmp_path):
+    with pytest.raises(UserError, match="sd_lora classes = 'everything': use one of 'target', 'all'"):
+        train_sd_lora(shard, tmp_path / "x", tiny(base, classes="everything"))

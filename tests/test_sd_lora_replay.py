@@ -107,6 +107,8 @@ def test_snapshot_is_the_examples_file_and_loads_in_plain_diffusers(base, shard,
     pipe.load_lora_weights(str(tmp_path / "snap"), weight_name=LORA_FILE)
     loaded = {k.replace(".default_0", "").replace(".default", ""): v
               for k, v in get_peft_model_state_dict(pipe.unet, adapter_name=pipe.unet.active_adapters()[0]).items()}
+    matched = [k for k in steps[-1] if k.replace(".default", "") in loaded]
+    assert len(matched) == len(steps[-1]) == len(ours)
     assert len(loaded) == len(ours) and all(
         np.array_equal(loaded[k.replace(".default", "")], torch.from_numpy(steps[-1][k]).numpy().reshape(loaded[k.replace(".default", "")].shape))
         for k in steps[-1] if k.replace(".default", "") in loaded)

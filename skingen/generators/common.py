@@ -66,10 +66,10 @@ def save_grid(images: np.ndarray, out: Path) -> Path:
     return out
 
 
-def write_rank_digest(module: torch.nn.Module, out: Path, rank: int) -> None:
-    """``out/ranks/rank<k>.sha256`` of the module's parameters (multi-process runs must agree)."""
+def write_rank_digest(module: torch.nn.Module, out: Path, rank: int, params=None) -> None:
+    """``out/ranks/rank<k>.sha256`` of the module's parameters, or of ``params`` (multi-process runs must agree)."""
     digest = hashlib.sha256()
-    for param in module.parameters():
-        digest.update(param.detach().cpu().numpy().tobytes())
+    for param in (module.parameters() if params is None else params):
+        digest.update(param.detach().float().cpu().numpy().tobytes())
     (out / "ranks").mkdir(exist_ok=True)
     (out / "ranks" / f"rank{rank}.sha256").write_text(digest.hexdigest())

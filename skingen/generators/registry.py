@@ -50,6 +50,7 @@ class Generator:
     study_fields: Callable[[int, str, int], dict] = lambda size, target, seed: {
         "resolution": size, "classes": (target,), "seed": seed}
     pretrained: Callable[[Any], str] = lambda cfg: cfg.init_from or "none"  # the starting weights, for the report
+    sample_only: tuple[str, ...] = ()  # config fields only sampling reads: left out of the train cell's key
 
 
 def _ddpm_config() -> type:
@@ -133,6 +134,12 @@ def _sd_summary(resolution: int, preset: str | None, conditional: bool) -> dict:
     return parameter_summary(resolution)
 
 
+def _sd_validate(cfg: Any) -> None:
+    from .sd_lora.config import validate
+
+    validate(cfg)
+
+
 def _sd_sample_config(gen_spec: Any) -> dict:
     c = gen_spec.sd_lora
     return {"sd_sampler": c.sampler, "sd_steps": c.sampling_steps, "guidance_scale": c.guidance_scale,
@@ -158,13 +165,13 @@ GENERATORS: dict[str, Generator] = {
                         f"images, ADA p {s['ada_p']:.3f}; G_ema snapshot in {out}/snapshot"),
         lambda gen_spec: {"psi": gen_spec.stylegan2_ada.truncation_psi}),
     "sd_lora": Generator(
-        "sd_lora", _sd_config, _sd_train, _sd_sample, _sd_summary, lambda cfg: None,
+        "sd_lora", _sd_config, _sd_train, _sd_sample, _sd_summary, _sd_validate,
         ("max_steps", "seed", "resolution", "base", "rank"),
         lambda s, out: (f"sd_lora: {s['steps']} steps on {s['train_images']} train images, LoRA on "
                         f"{s['pretrained_from']}; snapshot in {out}/snapshot"),
         _sd_sample_config,
         lambda size, target, seed: {"target_class": target, "seed": seed},
-        _sd_pretrained),
+        _sd_pretrained, ("sampler", "sampling_steps", "guidance_scale", "negative_prompt")),
 }
 
 

@@ -118,7 +118,9 @@ def _instance_cells(spec: StudySpec, pipe: str, pack: Cell, reals: dict[str, Cel
     many = len(g.instance_seeds()) > 1
     name = f"{pipe}-{gen}" + (f"-g{inst}" if many else "")
     tag = {"instance": inst} if many else {}
-    gen_cfg = asdict(replace(getattr(g, gen), **get_generator(gen).study_fields(spec.image_size, target, inst)))
+    entry = get_generator(gen)
+    gen_cfg = {k: v for k, v in asdict(replace(getattr(g, gen), **entry.study_fields(spec.image_size, target, inst))).items()
+               if k not in entry.sample_only}
     train = make_cell("train_gen", name, {"generator": gen, "pipeline": pipe, "config": gen_cfg}, {"pack": pack.key})
     sample = make_cell("sample", name, {
         "generator": gen, "pipeline": pipe, "target_class": target, "n": g.n_synthetic, "max_dose": max(doses),

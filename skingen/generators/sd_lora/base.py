@@ -51,13 +51,16 @@ def base_folder(base: str) -> Path:
 
 
 def fingerprint(folder: Path) -> str:
-    """sha256 over the base's configs and weight files' names and sizes (cheap; keys the latent cache)."""
+    """sha256 over the base's configs and its weight files' names, sizes and modification times (cheap; keys the
+    latent cache, so a weight file swapped for another of the same size is seen)."""
     digest = hashlib.sha256()
     for path in sorted(folder.rglob("*")):
         if path.is_file() and path.suffix in (".json", ".safetensors", ".bin", ".txt"):
             rel = str(path.relative_to(folder))
             digest.update(rel.encode())
-            digest.update(path.read_bytes() if path.suffix in (".json", ".txt") else str(path.stat().st_size).encode())
+            stat = path.stat()
+            digest.update(path.read_bytes() if path.suffix in (".json", ".txt")
+                          else f"{stat.st_size}:{stat.st_mtime_ns}".encode())
     return digest.hexdigest()
 
 

@@ -58,6 +58,17 @@ class SDLoRAConfig:
         return self.alpha or float(self.rank)
 
 
+def validate(cfg: SDLoRAConfig) -> None:
+    """One-line errors for choices the loop and sampler branch on (a study checks every field before this)."""
+    from ...errors import UserError
+
+    checks = (("classes", ("target", "all")), ("prediction_type", ("", "epsilon", "v_prediction")),
+              ("sampler", SAMPLERS), ("lr_scheduler", SCHEDULES), ("mixed_precision", ("auto", "no", "fp16", "bf16")))
+    for key, allowed in checks:
+        if getattr(cfg, key) not in allowed:
+            raise UserError(f"sd_lora {key} = {getattr(cfg, key)!r}: use one of {', '.join(map(repr, allowed))}")
+
+
 def class_prompt(template: str, code: str) -> str:
     """The prompt of class ``code``: the template with its readable name."""
     return template.format(name=READABLE.get(code, code.lower()), code=code)

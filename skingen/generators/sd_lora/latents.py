@@ -103,7 +103,8 @@ def encode_images(base: Base, pixels: torch.Tensor) -> tuple[torch.Tensor, torch
 
 def cache_key(base: Base, cfg: SDLoRAConfig, data: TrainImages, prompts: list[str], dtype: torch.dtype) -> str:
     """What the cache depends on: base, resolution, images, flips, prompts and the encoders' dtype."""
-    text = json.dumps([CACHE_VERSION, base.fingerprint, cfg.resolution, data.ids_sha256(), cfg.random_flip,
+    pixels = hashlib.sha256(np.ascontiguousarray(data.images).tobytes()).hexdigest()  # re-packed images change it
+    text = json.dumps([CACHE_VERSION, base.fingerprint, cfg.resolution, data.ids_sha256(), pixels, cfg.random_flip,
                        prompts, str(dtype)])
     return hashlib.sha256(text.encode()).hexdigest()
 

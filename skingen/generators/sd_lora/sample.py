@@ -38,14 +38,17 @@ def load_pipeline(cell: Path, sampler: str):
         raise UserError(f"sd_lora sampler {sampler!r} unknown; use one of {', '.join(SAMPLERS)}")
     snap = read_snapshot(cell)
     gpu = torch.cuda.is_available()
+    # SD-1.5's model_index names a safety checker and its feature extractor; neither is fetched nor used
     pipe = StableDiffusionPipeline.from_pretrained(str(base_folder(snap["base"])), safety_checker=None,
-                                                   requires_safety_checker=False,
+                                                   feature_extractor=None, requires_safety_checker=False,
                                                    torch_dtype=torch.float16 if gpu else torch.float32)
     pipe.load_lora_weights(str(cell / "snapshot"), weight_name=LORA_FILE)
+    kind = snap.get("prediction_type", pipe.scheduler.config.get("prediction_type", "epsilon"))  # what it learnt
     if sampler == "ddim":
-        pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+        pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config, prediction_type=kind)
     else:
-        pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config, algorithm_type="dpmsolver++")
+        pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config, algorithm_type="dpmsolver++",
+                                                                 prediction_type=kind)
     pipe.set_progress_bar_config(disable=True)
     return pipe.to("cuda" if gpu else "cpu"), snap
 

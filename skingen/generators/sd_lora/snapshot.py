@@ -54,19 +54,28 @@ def set_lora_state(unet: torch.nn.Module, state: dict[str, torch.Tensor]) -> Non
         raise UserError(f"LoRA state lacks {len(missing)} weights (first {missing[0]}); it is from another base or rank")
 
 
-def save_state(folder: Path, unet: torch.nn.Module, opt, lr_sched) -> None:
-    """LoRA, optimiser and schedule (the frozen base is not saved: it is the base folder)."""
-    state = {"lora": lora_state(unet), "optimizer": opt.state_dict(), "lr_scheduler": lr_sched.state_dict()}
+def save_state(folder: Path, unet: torch.nn.Module, opt, lr_sched, scaler, identity: dict, progress: dict) -> None:
+    """LoRA, optimiser, schedule, loss scaler and progress in one file (the frozen base is not saved: it is the
+    base folder); ``identity`` (base, rank, alpha) is checked on resume."""
+    state = {"lora": lora_state(unet), "optimizer": opt.state_dict(), "lr_scheduler": lr_sched.state_dict(),
+             "scaler": scaler.state_dict() if scaler is not None else None, "identity": identity, "progress": progress}
     with atomic_path(folder / "training_state.pt") as tmp:
         torch.save(state, tmp)
 
 
-def load_state(folder: Path, unet: torch.nn.Module, opt, lr_sched) -> None:
-    """Restore what ``save_state`` wrote."""
-    state = torch.load(folder / "training_state.pt", map_location="cpu", weights_only=True)
+def load_state(folder: Path, unet: torch.nn.Module, opt, lr_sched, scaler, identity: dict) -> dict:
+    """Restore what ``save_state`` wrote; return the progress saved with it."""
+    path = folder / "training_state.pt"
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if state.get("identity") != identity:
+        raise UserError(f"{path}: saved by a run with {state.get('identity')}, this run is {identity}; use a new "
+                        "--out folder (or delete its state/) to train these settings")
     set_lora_state(unet, state["lora"])
     opt.load_state_dict(state["optimizer"])
     lr_sched.load_state_dict(state["lr_scheduler"])
+    if scaler is not None and state.get("scaler"):
+        scaler.load_state_dict(state["scaler"])
+    return state["progress"]
 
 
 def save_snapshot(folder: Path, unet: torch.nn.Module, cfg: SDLoRAConfig, base, step: int,
@@ -79,7 +88,9 @@ def save_snapshot(folder: Path, unet: torch.nn.Module, cfg: SDLoRAConfig, base, 
     folder.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=folder, prefix=".lora-"))
     try:
-        StableDiffusionPipeline.save_lora_weights(str(tmp), unet_lora_layers=layers, safe_serialization=True)
+        # the adapter's settings (alpha) travel in the file, so load_lora_weights scales as trained
+        StableDiffusionPipeline.save_lora_weights(str(tmp), unet_lora_layers=layers, safe_serialization=True,
+                                                  unet_lora_adapter_metadata=unet.peft_config["default"].to_dict())
         os.replace(tmp / LORA_FILE, folder / LORA_FILE)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -24,7 +24,7 @@ from ...progress import progress
 from ..common import write_rank_digest
 from ..ddpm_data import micro_batch
 from .base import load_base
-from .config import SDLoRAConfig, precision_used, weight_dtype
+from .config import SDLoRAConfig, precision_used, validate, weight_dtype
 from .latents import cached_encoding, training_images
 from .snapshot import TARGET_MODULES, add_lora, load_state, lora_parameters, save_snapshot, save_state
 
@@ -76,6 +76,7 @@ class Trainer:
         from accelerate import Accelerator
         from diffusers.optimization import get_scheduler
 
+        validate(cfg)
         self.cfg, self.out = cfg, out
         self.acc = Accelerator(mixed_precision=precision_used(cfg), gradient_accumulation_steps=cfg.grad_accum,
                                cpu=not torch.cuda.is_available())
@@ -84,8 +85,9 @@ class Trainer:
         if cfg.prediction_type:
             self.base.scheduler.register_to_config(prediction_type=cfg.prediction_type)
         self.data = training_images(train_shard, cfg)
-        self.enc = (cached_encoding(self.base, self.data, cfg, train_shard, out, self.dtype) if cfg.cache_latents
-                    else None)
+        with self.acc.main_process_first():  # the main process encodes; the others read its cache
+            self.enc = (cached_encoding(self.base, self.data, cfg, train_shard, out, self.dtype)
+                        if cfg.cache_latents else None)
         unet = add_lora(self.base.unet, cfg, cfg.seed)
         if cfg.gradient_checkpointing:
             unet.enable_gradient_checkpointing()
@@ -97,9 +99,15 @@ class Trainer:
                                       num_training_steps=run_steps(cfg, len(self.data)))
         self.unet, self.opt = self.acc.prepare(unet, opt)
         self.progress = Progress()
-        if (out / "progress.json").is_file() and (out / "state").is_dir():
-            load_state(out / "state", self.acc.unwrap_model(self.unet), self.opt, self.lr_sched)
-            self.progress = Progress.load(out / "progress.json")
+        if (out / "state" / "training_state.pt").is_file():
+            self.progress = Progress(**load_state(out / "state", self.acc.unwrap_model(self.unet), self.opt,
+                                                  self.lr_sched, self.acc.scaler, self.identity()))
+
+    def identity(self) -> dict:
+        """What a saved state must have been trained with to be resumed here."""
+        c = self.cfg
+        return {"base_fingerprint": self.base.fingerprint, "rank": c.rank, "alpha": c.lora_alpha(),
+                "resolution": c.resolution, "classes": c.classes, "target_class": c.target_class}
 
     def latent_shape(self) -> tuple[int, ...]:
         """(C, h, w) of one latent."""
@@ -125,6 +133,11 @@ class Trainer:
         acc, cfg = self.acc, self.cfg
         batch, mine = micro_batch(len(self.data), micro_size(cfg), cfg.seed, micro, acc.process_index,
                                   acc.num_processes)
+        # processes average their gradients: weight each share by its size so the step is the global batch's mean;
+        # a process without images (a short last batch) runs one image at weight 0 so that it still synchronises
+        weight = acc.num_processes * (mine.stop - mine.start) / len(batch)
+        if mine.stop == mine.start:
+            mine = slice(0, 1)
         d = {k: v[mine] for k, v in draws(len(batch), self.latent_shape(), cfg.seed, micro,
                                           self.base.scheduler.config.num_train_timesteps).items()}
         if not cfg.random_flip:
@@ -138,11 +151,11 @@ class Trainer:
         with acc.accumulate(self.unet), acc.autocast():
             loss = diffusion_loss(self.unet, self.base.scheduler, latents, noise, d["timesteps"].to(dev),
                                   text.to(dev, dt), cfg)
-            acc.backward(loss)
+            acc.backward(loss * weight if weight != 1 else loss)
             if acc.sync_gradients and cfg.grad_clip > 0:
                 acc.clip_grad_norm_(lora_parameters(self.unet), cfg.grad_clip)
             self.opt.step()
-            if acc.sync_gradients:
+            if acc.sync_gradients and not acc.optimizer_step_was_skipped:  # fp16: no step, no schedule step
                 self.lr_sched.step()
             self.opt.zero_grad()
         return float(loss.detach())
@@ -151,8 +164,9 @@ class Trainer:
         """Training state (LoRA, optimiser, schedule) and progress, by the main process."""
         self.acc.wait_for_everyone()
         if self.acc.is_main_process:
-            save_state(self.out / "state", self.acc.unwrap_model(self.unet), self.opt, self.lr_sched)
-            self.progress.save(self.out / "progress.json")
+            save_state(self.out / "state", self.acc.unwrap_model(self.unet), self.opt, self.lr_sched, self.acc.scaler,
+                       self.identity(), asdict(self.progress))
+            self.progress.save(self.out / "progress.json")  # for people and 'skingen status'; resume reads the state
 
 
 def train_sd_lora(train_shard: str | os.PathLike, out: str | os.PathLike, cfg: SDLoRAConfig,
@@ -161,7 +175,9 @@ def train_sd_lora(train_shard: str | os.PathLike, out: str | os.PathLike, cfg: S
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t = Trainer(Path(train_shard), out, cfg)
-    p, steps, losses, start = t.progress, run_steps(cfg, len(t.data)), [], time.perf_counter()
+    p, steps, start = t.progress, run_steps(cfg, len(t.data)), time.perf_counter()
+    # the log window's losses so far, kept in the progress so that a resumed run logs what a continuous one does
+    # (Progress's epoch_loss_sum and epoch serve here as the window's sum and count)
     log.info("sd_lora: %d images, %d optimiser steps, LoRA rank %d on %s; outputs in %s", len(t.data), steps,
              cfg.rank, "/".join(TARGET_MODULES), out)
     t.unet.train()
@@ -170,14 +186,15 @@ def train_sd_lora(train_shard: str | os.PathLike, out: str | os.PathLike, cfg: S
     with StopFlag() as stop, bar:
         while p.step < steps:
             for _ in range(cfg.grad_accum):
-                losses.append(t.step(p.batch))
+                p.epoch_loss_sum += t.step(p.batch)
+                p.epoch += 1
                 p.batch += 1
             p.step += 1
             bar.update(1)
             if p.step % cfg.log_every == 0 or p.step == steps:
-                p.curves.append({"step": p.step, "loss": round(float(np.mean(losses)), 6),
+                p.curves.append({"step": p.step, "loss": round(p.epoch_loss_sum / p.epoch, 6),
                                  "lr": t.lr_sched.get_last_lr()[0]})
-                losses = []
+                p.epoch_loss_sum, p.epoch = 0.0, 0
             if stop.requested or (stop_after_steps is not None and p.step >= stop_after_steps and p.step < steps):
                 t.save()
                 raise Preempted(f"stopped at step {p.step}; state saved in {out / 'state'}")
@@ -201,7 +218,8 @@ def _snapshot(t: Trainer, step: int) -> None:
 
 
 def _summary(t: Trainer, seconds: float) -> dict:
-    write_rank_digest(t.acc.unwrap_model(t.unet), t.out, t.acc.process_index)
+    unet = t.acc.unwrap_model(t.unet)
+    write_rank_digest(unet, t.out, t.acc.process_index, lora_parameters(unet))  # the frozen base is the base folder
     cfg, p = t.cfg, t.progress
     summary = {"config": asdict(cfg), "steps": p.step, "seconds_this_process": round(seconds, 2),
                "mixed_precision_used": t.acc.mixed_precision, "num_processes": t.acc.num_processes,

@@ -41,16 +41,11 @@ N_IMAGES = 10
 
 
 def reference_root() -> Path:
-    """The diffusers checkout; its src/ first on sys.path (checked: the imported package lives there)."""
-    root = Path(os.environ.get("DIFFUSERS_PATH", ""))
-    if not (root / "src" / "diffusers").is_dir() or not (root / EXAMPLE).is_file():
-        raise SystemExit(f"set DIFFUSERS_PATH to a diffusers checkout (with src/diffusers and {EXAMPLE})")
-    sys.path.insert(0, str(root / "src"))
-    import diffusers
+    """The diffusers checkout (DIFFUSERS_PATH), its src/ first on sys.path."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from reference_checkout import diffusers_checkout
 
-    if not Path(diffusers.__file__).resolve().is_relative_to((root / "src").resolve()):
-        raise SystemExit(f"diffusers was imported from {diffusers.__file__}, not from {root}/src")
-    return root
+    return diffusers_checkout(EXAMPLE)
 
 
 def example_defaults(root: Path) -> dict:

@@ -48,6 +48,7 @@ def replay(base: Path, shard: Path, tmp: Path, prefix: str):
     settings["grad_clip"] = 0.0
     cfg = SDLoRAConfig(base=str(base), checkpoint_every=0, grid_images=0, **settings)
     t = Trainer(shard, tmp, cfg)
+    t.unet.train()  # as train_sd_lora and the example
     unet = t.acc.unwrap_model(t.unet)
     params = {n: p for n, p in unet.named_parameters() if "lora_" in n}
     init = {k[len(prefix) + 5:]: FIXTURE[k] for k in FIXTURE.files if k.startswith(f"{prefix}init/")}

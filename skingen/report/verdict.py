@@ -22,8 +22,10 @@ def _describe(e: dict) -> str:
         return f"not estimable ({e.get('why', 'no cells')})"
     lo, hi = e["ci"]
     text = f"{e['effect']:+.3f} [{lo:+.3f}, {hi:+.3f}]" if lo is not None else f"{e['effect']:+.3f}"
-    if e["status"] in ("insufficient", SINGLE):
+    if e["status"] == "insufficient":
         text += f" — {e['status']}: {e['why']}"
+    elif e["status"] == SINGLE:  # the conclusion says why, once
+        text += f" — {SINGLE}"
     return text
 
 

@@ -26,7 +26,7 @@ from .base import Base
 from .config import SDLoRAConfig, class_prompt
 
 log = logging.getLogger(__name__)
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 def lanczos(image: np.ndarray, resolution: int) -> np.ndarray:
@@ -58,13 +58,15 @@ class Encoded:
     prompt_ids: np.ndarray
     text: np.ndarray
     path: str = ""
+    channels_last: bool = False  # the VAE's output layout on this device (CPU kernels give channels-last)
 
     def posterior(self, idx: np.ndarray, flip: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and std of images ``idx`` with the given flips."""
         f = flip.long().numpy() if self.mean.shape[1] > 1 else np.zeros(len(idx), int)
-        # contiguous whatever the arrays' layout: strides change the kernels, and so the last bits
-        return (torch.from_numpy(np.ascontiguousarray(self.mean[idx, f])),
-                torch.from_numpy(np.ascontiguousarray(self.std[idx, f])))
+        # in the layout the VAE hands its latents on: strides choose the UNet's kernels, and so the last bits
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        return (torch.from_numpy(np.ascontiguousarray(self.mean[idx, f])).contiguous(memory_format=fmt),
+                torch.from_numpy(np.ascontiguousarray(self.std[idx, f])).contiguous(memory_format=fmt))
 
     def embeddings(self, idx: np.ndarray) -> torch.Tensor:
         """Text embeddings of images ``idx``' prompts."""
@@ -97,7 +99,8 @@ def encode_text(base: Base, ids: torch.Tensor) -> torch.Tensor:
 def encode_images(base: Base, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The VAE posterior's mean and std for images in [-1, 1] (NCHW)."""
     p = next(base.vae.parameters())
-    dist = base.vae.encode(pixels.to(p.device, p.dtype)).latent_dist
+    # contiguous NCHW, as the example's collate makes it: a channels-last view picks other conv kernels
+    dist = base.vae.encode(pixels.to(p.device, p.dtype).contiguous()).latent_dist
     return dist.mean, dist.std
 
 
@@ -114,14 +117,15 @@ def encode_all(base: Base, data: TrainImages, cfg: SDLoRAConfig, batch: int = 8)
     prompts, index = prompts_of(data, cfg)
     ids = token_ids(base, prompts)
     flips = (False, True) if cfg.random_flip else (False,)
-    means, stds = [], []
+    means, stds, layout = [], [], False
     for start in progress(range(0, len(data), batch), desc="sd_lora latents", unit="batch"):
         x, _ = data.batch(np.arange(start, min(len(data), start + batch)), False)
         per_flip = [encode_images(base, x.flip(3) if f else x) for f in flips]
+        layout = per_flip[0][0].stride(1) == 1  # channels innermost: the VAE's output (and its samples) channels-last
         means.append(torch.stack([m for m, _ in per_flip], 1).float().cpu().numpy())
         stds.append(torch.stack([s for _, s in per_flip], 1).float().cpu().numpy())
-    return Encoded(np.ascontiguousarray(np.concatenate(means)), np.ascontiguousarray(np.concatenate(stds)), index, prompts, ids.numpy(),
-                   encode_text(base, ids).float().cpu().numpy())
+    return Encoded(np.ascontiguousarray(np.concatenate(means)), np.ascontiguousarray(np.concatenate(stds)), index,
+                   prompts, ids.numpy(), encode_text(base, ids).float().cpu().numpy(), channels_last=layout)
 
 
 def cached_encoding(base: Base, data: TrainImages, cfg: SDLoRAConfig, train_shard: Path, fallback: Path,
@@ -153,6 +157,7 @@ def _write(path: Path, enc: Encoded, key: str) -> None:
         for name in ("mean", "std", "prompt_index", "prompt_ids", "text"):
             h5.create_dataset(name, data=getattr(enc, name))
         h5.attrs["prompts"] = json.dumps(enc.prompts)
+        h5.attrs["channels_last"] = enc.channels_last
         h5.attrs["key"] = key
 
 
@@ -160,4 +165,5 @@ def _read(path: Path) -> Encoded:
     with h5py.File(path, "r") as h5:
         arrays = {n: h5[n][()] for n in ("mean", "std", "prompt_index", "prompt_ids", "text")}
         prompts = json.loads(h5.attrs["prompts"])
-    return Encoded(prompts=prompts, path=str(path), **arrays)
+        layout = bool(h5.attrs.get("channels_last", False))
+    return Encoded(prompts=prompts, path=str(path), channels_last=layout, **arrays)

@@ -46,8 +46,7 @@ demo: install
 	@echo "  basic + advanced 64 px shards -> per pipeline a small DDPM, a tiny StyleGAN2-ADA and a LoRA on a tiny"
 	@echo "  random Stable Diffusion stand-in (melanoma, train split only) -> synthetic shards, FID/KID/PR/memorisation,"
 	@echo "  t-SNE -> 2 pipelines x 7 arms x ResNet-18 (from random init) = 14 training cells + metrics, 2 at a time"
-	@echo "  by the local executor; about"
-	@echo "  15 minutes on 2 cores. The phantom has planted class cues: the numbers show the"
+	@echo "  by the local executor; 7-15 minutes on 2 cores. The phantom has planted class cues: the numbers show the"
 	@echo "  pipeline works end to end, not anything about real dermoscopy."
 	@echo "  Results: $(DEMO_OUT)/"
 	$(VENV)/bin/skingen run jobs/demo.toml --executor local --out $(DEMO_OUT)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -55,7 +56,7 @@ def test_trains_on_target_class_only_and_caches_latents_once(base, shard, tmp_pa
     assert summary["train_images"] == 9 and summary["steps"] == 4 and summary["pretrained_from"] == "base"
     cache = summary["latent_cache"]
     assert cache and cache.startswith(str(shard.parent / "latents"))  # beside the image shards
-    enc = latents._read(__import__("pathlib").Path(cache))
+    enc = latents._read(Path(cache))
     assert enc.mean.shape == (9, 2, 4, 16, 16) and enc.prompts == ["a dermoscopic image of melanoma"]
     monkeypatch.setattr(latents, "encode_all", lambda *a, **k: pytest.fail("the cache was not reused"))
     again = train_sd_lora(shard, tmp_path / "b", tiny(base))
@@ -109,7 +110,7 @@ def test_all_classes_lora_samples_any_class_target_lora_only_its_own(base, shard
         sample_to_shard(tmp_path / "t", tmp_path / "nv.h5", 2, "NV", 16, options={"sd_steps": 2})
     summary = train_sd_lora(shard, tmp_path / "all", tiny(base, max_steps=1, classes="all"))
     assert summary["train_images"] == 12
-    enc = latents._read(__import__("pathlib").Path(summary["latent_cache"]))
+    enc = latents._read(Path(summary["latent_cache"]))
     assert enc.prompts == ["a dermoscopic image of melanocytic nevus", "a dermoscopic image of melanoma"]
     out = sample_to_shard(tmp_path / "all", tmp_path / "nv.h5", 3, "NV", 16, seed=2, batch=2,
                           options={"sd_steps": 2, "sd_sampler": "ddim", "guidance_scale": 3.0})

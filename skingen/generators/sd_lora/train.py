@@ -25,7 +25,7 @@ from ..common import write_rank_digest
 from ..ddpm_data import micro_batch
 from .base import load_base
 from .config import SDLoRAConfig, precision_used, validate, weight_dtype
-from .latents import cached_encoding, training_images
+from .latents import cached_encoding, encode_images, encode_text, prompts_of, token_ids, training_images
 from .snapshot import TARGET_MODULES, add_lora, load_state, lora_parameters, save_snapshot, save_state
 
 log = logging.getLogger(__name__)
@@ -85,6 +85,7 @@ class Trainer:
         if cfg.prediction_type:
             self.base.scheduler.register_to_config(prediction_type=cfg.prediction_type)
         self.data = training_images(train_shard, cfg)
+        self.prompts = prompts_of(self.data, cfg)  # (prompt per class, prompt index per image)
         with self.acc.main_process_first():  # the main process encodes; the others read its cache
             self.enc = (cached_encoding(self.base, self.data, cfg, train_shard, out, self.dtype)
                         if cfg.cache_latents else None)
@@ -122,10 +123,8 @@ class Trainer:
             return mean, std, self.enc.embeddings(idx)
         x, _ = self.data.batch(idx, False)
         x = torch.where(d["flip"][:, None, None, None], x.flip(3), x) if self.cfg.random_flip else x
-        from .latents import encode_images, encode_text, prompts_of, token_ids
-
         mean, std = encode_images(self.base, x)
-        prompts, index = prompts_of(self.data, self.cfg)
+        prompts, index = self.prompts
         return mean, std, encode_text(self.base, token_ids(self.base, [prompts[i] for i in index[idx]]))
 
     def step(self, micro: int) -> float:

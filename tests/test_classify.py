@@ -134,8 +134,13 @@ def test_epoch_batches_are_seeded_and_sharded():
     assert [len(b) for b in a] == [3, 3, 3, 1]
     assert np.array_equal(np.concatenate(a), np.concatenate(epoch_batches(10, 3, seed=1, epoch=0)))
     assert not np.array_equal(np.concatenate(a), np.concatenate(epoch_batches(10, 3, seed=1, epoch=1)))
-    r0, r1 = epoch_batches(10, 2, 1, 0, rank=0, world=2), epoch_batches(10, 2, 1, 0, rank=1, world=2)
+    r0, r1 = epoch_batches(10, 4, 1, 0, rank=0, world=2), epoch_batches(10, 4, 1, 0, rank=1, world=2)
     assert not set(np.concatenate(r0)) & set(np.concatenate(r1))
+    one = epoch_batches(10, 4, 1, 0)  # batch k of 2 processes together is batch k of 1 process
+    assert [sorted([*x, *y]) for x, y in zip(r0, r1)] == [sorted(b) for b in one] and len(r0) == len(r1) == 3
+    three = [epoch_batches(10, 3, 1, 0, rank=r, world=2) for r in (0, 1)]  # the last batch, 1 image: dropped
+    assert len(three[0]) == len(three[1]) == 3 and sorted(np.concatenate(three[0] + three[1])) == sorted(
+        np.concatenate(a[:3]))
     assert epoch_batches(10, 3, 1, 0, start=2)[0].tolist() == a[2].tolist()
 
 
@@ -169,38 +174,6 @@ def test_gradcam_uses_a_finer_stage_when_the_last_map_would_be_under_4x4():
     layer.register_forward_hook(lambda m, i, o: seen.update(shape=tuple(o.shape)))  # returns None: output kept
     model(torch.zeros(1, 3, 64, 64))
     assert seen["shape"][-2:] == (4, 4)  # a map that can follow a lesion, not 2x2 or 1x1
-
-
-def test_the_epoch_schedule_and_batchnorm_on_two_processes(phantom_shards, tmp_path):
-    """Issue 23 item 3: MultiStepLR's milestones come at the same epochs on 1 and 2 processes (a prepared
-    scheduler stepped twice per epoch on 2)."""
-    cfg = tmp_path / "c.toml"
-    cfg.write_text("[train]\nepochs = 4\nbatch_size = 16\nlr = 0.01\nmilestones = [0.5]\ngradcam_per_class = 0\n")
-    lrs = {}
-    for n in (1, 2):
-        out = tmp_path / f"p{n}"
-        proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(n),
-                               "-m", "skingen.cli", "classify", "train", str(phantom_shards), "--out", str(out),
-                               "--config", str(cfg)], capture_output=True, text=True, cwd=REPO, timeout=600)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        lrs[n] = [float(r["lr"]) for r in read_rows(out / "curves.csv")]
-    assert lrs[1] == lrs[2] == pytest.approx([0.01, 0.01, 0.001, 0.001])
-    summary = json.loads((tmp_path / "p2" / "train_summary.json").read_text())
-    assert summary["num_processes"] == 2 and summary["sync_batchnorm"] is False  # torch's SyncBatchNorm: CUDA only
-
-
-def test_sync_batchnorm_is_chosen_for_several_gpu_processes_only():
-    from types import SimpleNamespace
-
-    from skingen.classify.train import uses_sync_batchnorm
-
-    def acc(n, device):
-        return SimpleNamespace(num_processes=n, device=torch.device(device))
-
-    cfg = TrainConfig()
-    assert uses_sync_batchnorm(cfg, acc(2, "cuda")) and not uses_sync_batchnorm(cfg, acc(1, "cuda"))
-    assert not uses_sync_batchnorm(cfg, acc(2, "cpu"))
-    assert not uses_sync_batchnorm(TrainConfig(sync_batchnorm=False), acc(8, "cuda"))
 
 
 def test_cells_with_one_seed_share_initial_weights_and_data_order():

@@ -133,12 +133,17 @@ def _composition(cfg: ArmConfig, real: ShardReader, entries, synthetic, weights,
 
 
 class ArmDataset(torch.utils.data.Dataset):
-    """Training images of an arm: real or synthetic entries, the GTA ones with the strong transform."""
+    """Training images of an arm: real or synthetic entries, the GTA ones with the strong transform.
 
-    def __init__(self, real: ShardReader, synthetic: ShardReader | None, arm: Arm, transform, strong_transform):
+    Augmentation of entry k in epoch e draws from torch's RNG seeded by ``SeedSequence([seed, e, k])`` (the
+    caller sets ``epoch``), so it does not depend on the process, worker or batch the entry lands in."""
+
+    def __init__(self, real: ShardReader, synthetic: ShardReader | None, arm: Arm, transform, strong_transform,
+                 seed: int = 0):
         self.readers = (real, synthetic)
         self.arm = arm
         self.transform, self.strong = transform, strong_transform
+        self.seed, self.epoch = seed, 0
 
     def __len__(self) -> int:
         return len(self.arm.entries)
@@ -146,4 +151,7 @@ class ArmDataset(torch.utils.data.Dataset):
     def __getitem__(self, k: int):
         src, i, strong = self.arm.entries[k]
         image = torch.from_numpy(self.readers[src].image(i)).permute(2, 0, 1)
-        return (self.strong if strong else self.transform)(image), int(self.arm.labels[k])
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(np.random.SeedSequence([self.seed, self.epoch, k]).generate_state(1)[0]))
+            image = (self.strong if strong else self.transform)(image)
+        return image, int(self.arm.labels[k])

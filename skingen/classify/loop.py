@@ -64,19 +64,23 @@ class Progress:
 
 def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int = 0, world: int = 1,
                   start: int = 0) -> list[np.ndarray]:
-    """This process's batches of epoch ``epoch``: a seeded permutation, split across processes, from ``start``."""
+    """This process's share of the batches of epoch ``epoch``, from batch ``start``: a seeded permutation cut
+    into global batches of ``batch_size``, each dealt round-robin to the ``world`` processes, so that batch k of
+    all processes together is batch k of one process whatever their number. A last batch with fewer images
+    than processes is dropped (with several processes only: at most world - 1 images an epoch)."""
     order = np.random.default_rng([seed, epoch]).permutation(n)
-    per_rank = len(order) // world
-    mine = order[rank * per_rank:(rank + 1) * per_rank]
-    batches = [mine[i:i + batch_size] for i in range(0, len(mine), batch_size)]
-    return batches[start:]
+    batches = [order[i:i + batch_size] for i in range(0, n, batch_size)]
+    if world > 1 and batches and len(batches[-1]) < world:
+        batches = batches[:-1]
+    return [b[rank::world] for b in batches][start:]
 
 
 def loader(dataset, batches: list[np.ndarray], num_workers: int, seed: int = 0) -> torch.utils.data.DataLoader:
     """A DataLoader over explicit batches; workers start from a fork server (no inherited locks).
 
-    Its own generator keeps the global torch RNG (which drives augmentation and is saved with the
-    training state) untouched, so a resumed run draws exactly what an uninterrupted one would.
+    Its own generator keeps the global torch RNG untouched; augmentation is seeded per image
+    (:class:`.arms.ArmDataset`), so a resumed run, any number of workers and any number of processes
+    draw the same augmentations.
     """
     extra = {"multiprocessing_context": "forkserver"} if num_workers else {}
     return torch.utils.data.DataLoader(dataset, batch_sampler=[b.tolist() for b in batches], num_workers=num_workers,

@@ -27,6 +27,7 @@ from ..progress import progress
 from .arms import ArmConfig, ArmDataset, build_arm
 from .loop import Preempted, Progress, StopFlag, epoch_batches, loader, predict
 from .models import create_model
+from .syncbn import batchnorm_kind, convert_sync_batchnorm
 from .transforms import eval_transform, gta_transform, train_transform
 
 log = logging.getLogger(__name__)
@@ -90,14 +91,14 @@ def _setup(shards: Path, out: Path, cfg: TrainConfig, arm_cfg: ArmConfig) -> tup
     real = ShardReader(shards / "train.h5")
     size = int(real.attrs["image_size"])
     arm, synthetic = build_arm(real, arm_cfg)
-    train_ds = ArmDataset(real, synthetic, arm, train_transform(size), gta_transform(size))
+    train_ds = ArmDataset(real, synthetic, arm, train_transform(size), gta_transform(size), seed=cfg.seed)
     val_ds = ShardDataset([shards / "val.h5"], transform=_chw_eval())
     test_ds = ShardDataset([shards / "test.h5"], transform=_chw_eval())
     accelerator = Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum,
                               cpu=not torch.cuda.is_available())  # cpu=True lets several CPU processes use gloo
     model = initial_model(cfg, len(shard_classes(real)), size)
     if uses_sync_batchnorm(cfg, accelerator):
-        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        model = convert_sync_batchnorm(model, accelerator.device.type)
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     steps = sorted({max(1, round(m * cfg.epochs)) for m in cfg.milestones})
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=steps, gamma=cfg.gamma)
@@ -117,9 +118,9 @@ def _setup(shards: Path, out: Path, cfg: TrainConfig, arm_cfg: ArmConfig) -> tup
 
 
 def uses_sync_batchnorm(cfg: TrainConfig, accelerator: Accelerator) -> bool:
-    """SyncBatchNorm when asked, with several processes, on GPUs (torch's SyncBatchNorm runs only on CUDA;
-    CPU processes keep per-process BatchNorm statistics, as train_summary.json records)."""
-    return cfg.sync_batchnorm and accelerator.num_processes > 1 and accelerator.device.type == "cuda"
+    """BatchNorm over the global batch when asked and with several processes: torch's SyncBatchNorm on GPUs,
+    :class:`.syncbn.GlobalBatchNorm2d` on CPU processes (see :func:`.syncbn.convert_sync_batchnorm`)."""
+    return cfg.sync_batchnorm and accelerator.num_processes > 1
 
 
 def _chw_eval():
@@ -134,17 +135,30 @@ def _save_state(run: Run) -> None:
         run.progress.save(run.out / "progress.json")
 
 
+def global_batch_loss(run: Run, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """This process's share of the loss over the global batch: its (class-weighted) sum over the global
+    weight, times the number of processes, so that the average gradient Accelerate takes over processes is the
+    gradient of the one-process loss (a per-process weighted mean would weight processes, not images)."""
+    losses = torch.nn.functional.cross_entropy(logits, y, weight=run.loss_fn.weight, reduction="none")
+    weight = run.loss_fn.weight[y] if run.loss_fn.weight is not None else torch.ones_like(losses)
+    total = weight.sum().detach()
+    acc = run.accelerator
+    if acc.num_processes > 1:
+        total = acc.reduce(total, reduction="sum")
+    return losses.sum() * acc.num_processes / total
+
+
 def _train_epoch(run: Run, stop: StopFlag, stop_after_steps: int | None) -> float:
     acc, cfg, p = run.accelerator, run.cfg, run.progress
-    per_process = max(1, cfg.batch_size // acc.num_processes)
-    batches = epoch_batches(len(run.train_ds), per_process, cfg.seed, p.epoch, acc.process_index,
+    batches = epoch_batches(len(run.train_ds), cfg.batch_size, cfg.seed, p.epoch, acc.process_index,
                             acc.num_processes, start=p.batch)
     bar = progress(loader(run.train_ds, batches, cfg.num_workers, seed=cfg.seed * 100003 + p.epoch),
                    total=len(batches), desc=f"{run.out.name} epoch {p.epoch + 1}/{cfg.epochs}", unit="batch",
                    enabled=acc.is_main_process, leave=False)
+    run.train_ds.epoch = p.epoch
     for x, y in bar:
         with acc.accumulate(run.model):
-            loss = run.loss_fn(run.model(x.to(acc.device)), y.to(acc.device))
+            loss = global_batch_loss(run, run.model(x.to(acc.device)), y.to(acc.device))
             acc.backward(loss)
             run.optimizer.step()
             run.optimizer.zero_grad()
@@ -209,7 +223,9 @@ def _finish(run: Run, test_ds: ShardDataset, composition: dict, seconds: float) 
                "best_val_macro_f1": run.progress.best_score, "steps": run.progress.step,
                "train_seconds_this_process": round(seconds, 2), "num_processes": acc.num_processes,
                "device": str(acc.device), "mixed_precision": run.cfg.mixed_precision,
-               "sync_batchnorm": uses_sync_batchnorm(run.cfg, acc)}
+               "sync_batchnorm": uses_sync_batchnorm(run.cfg, acc), "batchnorm": batchnorm_kind(model),
+               "augmentation_seeds": "per image: SeedSequence([seed, epoch, index])",
+               "data_sharding": "each global batch of the epoch's permutation dealt round-robin to the processes"}
     if acc.is_main_process:
         reader = test_ds.readers[0]
         write_predictions(out / "predictions.csv", reader.image_ids, reader.lesion_ids, reader.labels, prob,

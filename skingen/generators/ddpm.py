@@ -20,7 +20,7 @@ from ..atomic import write_csv, write_json
 from ..classify.loop import Preempted, Progress, StopFlag
 from ..progress import progress
 from .common import write_rank_digest
-from .ddpm_data import TrainImages, micro_batch
+from .ddpm_data import TrainImages, micro_batch, process_share
 from .ddpm_model import build_unet, load_unet
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,7 @@ class DDPMConfig:
     weight_decay: float = 1e-6
     grad_clip: float = 1.0
     mixed_precision: str = "no"
+    dtype: str = "float32"  # "float64": exactness checks (1 vs N processes); slow, CPU only in practice
     grad_accum: int = 1
     ema_decay: float = 0.9999
     num_train_timesteps: int = 1000
@@ -77,12 +78,18 @@ def precision_used(cfg: DDPMConfig) -> str:
     return cfg.mixed_precision
 
 
-def cast_inputs(x: torch.Tensor, eps: torch.Tensor, precision: str) -> tuple[torch.Tensor, torch.Tensor]:
+def cast_inputs(x: torch.Tensor, eps: torch.Tensor, precision: str,
+                dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
     """Images and noise in the dtype the example feeds them: float16 under fp16 (its ``weight_dtype``), else as
-    drawn (float32); the loss is taken against the noise in float32 either way."""
+    drawn (float32, or the run's ``dtype``); the loss is taken against the noise in float32 (or ``dtype``)."""
     if precision == "fp16":
         return x.half(), eps.half()
-    return x, eps
+    return x.to(dtype), eps.to(dtype)
+
+
+def train_dtype(cfg: DDPMConfig) -> torch.dtype:
+    """The dtype of the network's parameters and of the loss: float32, or float64 for exactness checks."""
+    return torch.float64 if cfg.dtype == "float64" else torch.float32
 
 
 def _setup(train_shard: Path, out: Path, cfg: DDPMConfig):
@@ -96,7 +103,7 @@ def _setup(train_shard: Path, out: Path, cfg: DDPMConfig):
     data = TrainImages(train_shard, cfg.classes, cfg.resolution)
     n_class = len(data.class_names) if cfg.conditional else None
     unet = (load_unet(cfg.init_from, cfg.resolution, n_class) if cfg.init_from
-            else build_unet(cfg.resolution, cfg.channels or None, cfg.layers_per_block, n_class))
+            else build_unet(cfg.resolution, cfg.channels or None, cfg.layers_per_block, n_class)).to(train_dtype(cfg))
     acc = Accelerator(mixed_precision=precision_used(cfg), gradient_accumulation_steps=cfg.grad_accum,
                       cpu=not torch.cuda.is_available())
     opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, betas=(0.95, 0.999), weight_decay=cfg.weight_decay)
@@ -126,8 +133,9 @@ def _save(acc, out: Path, progress: Progress) -> None:
 def _draws(data: TrainImages, cfg: DDPMConfig, micro: int, rank: int, world: int):
     """This process's part of micro-batch ``micro``: images, labels, noise and timesteps. Flips, noise and
     timesteps are drawn for the whole global micro-batch from (seed, micro) and sliced, so they do not depend
-    on the number of processes."""
+    on the number of processes; ``weight`` is the factor on this process's loss (:func:`.ddpm_data.process_share`)."""
     batch, mine = micro_batch(len(data), micro_size(cfg), cfg.seed, micro, rank, world)
+    weight, mine = process_share(len(batch), mine, world)
     x, labels = data.batch(batch[mine], False)
     gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + micro)
     flip = torch.rand(len(batch), generator=gen)[mine] < 0.5
@@ -135,18 +143,19 @@ def _draws(data: TrainImages, cfg: DDPMConfig, micro: int, rank: int, world: int
     t = torch.randint(0, cfg.num_train_timesteps, (len(batch),), generator=gen)[mine]
     if cfg.random_flip:
         x = torch.where(flip[:, None, None, None], x.flip(3), x)
-    return x, labels, eps, t
+    return x, labels, eps, t, weight
 
 
 def _step(acc, unet, opt, lr_sched, noise, data: TrainImages, cfg: DDPMConfig, micro: int) -> float:
-    x, labels, eps, t = _draws(data, cfg, micro, acc.process_index, acc.num_processes)
-    x, eps = cast_inputs(x.to(acc.device), eps.to(acc.device), acc.mixed_precision)
+    x, labels, eps, t, weight = _draws(data, cfg, micro, acc.process_index, acc.num_processes)
+    dtype = train_dtype(cfg)
+    x, eps = cast_inputs(x.to(acc.device), eps.to(acc.device), acc.mixed_precision, dtype)
     t = t.to(acc.device)
     with acc.accumulate(unet):
         with acc.autocast():
             pred = unet(noise.add_noise(x, eps, t), t, class_labels=labels.to(acc.device) if cfg.conditional else None).sample
-        loss = torch.nn.functional.mse_loss(pred.float(), eps.float())
-        acc.backward(loss)
+        loss = torch.nn.functional.mse_loss(pred.to(dtype), eps.to(dtype))
+        acc.backward(loss * weight if weight != 1 else loss)
         if acc.sync_gradients:
             acc.clip_grad_norm_(unet.parameters(), cfg.grad_clip)
         opt.step()
@@ -198,6 +207,7 @@ def _snapshot(acc, unet, ema, noise, out: Path, cfg: DDPMConfig, step: int, curv
 
     ema_unet = copy.deepcopy(acc.unwrap_model(unet)).to("cpu")
     ema.copy_to(ema_unet.parameters())
+    ema_unet.to(torch.float32)  # a float64 exactness run still snapshots the network samplers load
     DDPMPipeline(unet=ema_unet, scheduler=noise).save_pretrained(str(out / "pipeline"))
     write_json(out / "pipeline" / "snapshot.json", {"step": step, "ema": True, "ema_decay": cfg.ema_decay,
                                                      "config": asdict(cfg), "class_names": list(class_names)})
@@ -211,7 +221,7 @@ def _summary(acc, unet, ema, data: TrainImages, out: Path, cfg: DDPMConfig, p: P
     write_rank_digest(acc.unwrap_model(unet), out, acc.process_index)
     per_process = max(1, micro_size(cfg) // acc.num_processes)
     summary = {"config": asdict(cfg), "steps": p.step, "seconds_this_process": round(seconds, 2),
-               "mixed_precision_used": acc.mixed_precision,
+               "mixed_precision_used": acc.mixed_precision, "dtype": cfg.dtype,
                "num_processes": acc.num_processes, "per_process_batch": per_process,
                "effective_batch": micro_size(cfg) * cfg.grad_accum,
                "epochs_seen": round(p.batch * micro_size(cfg) / max(1, len(data)), 3),

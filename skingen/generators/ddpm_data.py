@@ -25,6 +25,14 @@ def micro_batch(n: int, micro_size: int, seed: int, micro: int, rank: int = 0, w
     return batch, slice(int(bounds[rank]), int(bounds[rank + 1]))
 
 
+def process_share(batch_len: int, mine: slice, world: int) -> tuple[float, slice]:
+    """The factor on this process's mean loss so that the gradient the processes average is the whole batch's
+    mean (``world`` x its share of the batch: shares differ when the batch does not split evenly), and the slice
+    it runs -- one image at factor 0 when its share is empty, so that it still takes part in the all-reduce."""
+    weight = world * (mine.stop - mine.start) / batch_len
+    return weight, (slice(0, 1) if mine.stop == mine.start else mine)
+
+
 class TrainImages:
     """uint8 images (N, R, R, 3) of ``classes`` from a train shard, with their labels and ids."""
 

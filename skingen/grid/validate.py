@@ -169,7 +169,7 @@ FIELDS: dict[type, dict[str, Rule | SetBy]] = {
                               f"a positive multiple of {GROUP_NORM}", bad=16), empty_ok=True, unique=False),
         "layers_per_block": ints(1), "classes": SetBy("classify.target_class"), "conditional": BOOL,
         "max_steps": ints(1), "epochs": ints(0), "batch_size": ints(1), "lr": POS, "warmup_steps": ints(0), "weight_decay": NONNEG,
-        "grad_clip": POS, "mixed_precision": PRECISION, "grad_accum": ints(1), "ema_decay": FRACTION,
+        "grad_clip": POS, "mixed_precision": PRECISION, "dtype": one_of("float32", "float64"), "grad_accum": ints(1), "ema_decay": FRACTION,
         "num_train_timesteps": ints(1), "random_flip": BOOL, "checkpoint_every": ints(0), "grid_images": ints(0),
         "grid_steps": ints(1), "log_every": ints(1), "init_from": ANY, "seed": SetBy("generate.seed"),
     },

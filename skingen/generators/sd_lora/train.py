@@ -22,7 +22,7 @@ from ...atomic import write_csv, write_json
 from ...classify.loop import Preempted, Progress, StopFlag
 from ...progress import progress
 from ..common import write_rank_digest
-from ..ddpm_data import micro_batch
+from ..ddpm_data import micro_batch, process_share
 from .base import load_base
 from .config import SDLoRAConfig, precision_used, validate, weight_dtype
 from .latents import cached_encoding, encode_images, encode_text, prompts_of, token_ids, training_images
@@ -132,11 +132,7 @@ class Trainer:
         acc, cfg = self.acc, self.cfg
         batch, mine = micro_batch(len(self.data), micro_size(cfg), cfg.seed, micro, acc.process_index,
                                   acc.num_processes)
-        # processes average their gradients: weight each share by its size so the step is the global batch's mean;
-        # a process without images (a short last batch) runs one image at weight 0 so that it still synchronises
-        weight = acc.num_processes * (mine.stop - mine.start) / len(batch)
-        if mine.stop == mine.start:
-            mine = slice(0, 1)
+        weight, mine = process_share(len(batch), mine, acc.num_processes)
         d = {k: v[mine] for k, v in draws(len(batch), self.latent_shape(), cfg.seed, micro,
                                           self.base.scheduler.config.num_train_timesteps).items()}
         if not cfg.random_flip:

@@ -13,7 +13,13 @@ normals serving the synthesis and path-length noise come from tests/replay_sg2.p
 Recorded, in our parameter names: each phase's gradients (norm and 8 seeded projections per tensor) at every
 iteration, pl_mean after each, and the updates of G, D and G_ema after the run.
 
-Usage: STYLEGAN2_ADA_PYTORCH=/path/to/stylegan2-ada-pytorch python benchmarks/make_stylegan2_replay_fixture.py
+``--float64`` makes tests/data/stylegan2_replay_f64.npz: the same replay in double precision (the draws are the
+float32 ones, widened), so that the comparison does not depend on how a CPU's kernels round float32 (GAN training
+with Adam amplifies a rounding difference into a 1e-3 drift within a few iterations). NVIDIA's networks cast
+activations to ``torch.float32`` by name; for this run the script points that name at float64 (its code is not
+changed) and makes float64 torch's default dtype.
+
+Usage: STYLEGAN2_ADA_PYTORCH=/path/to/stylegan2-ada-pytorch python benchmarks/make_stylegan2_replay_fixture.py [--float64]
 """
 from __future__ import annotations
 
@@ -58,12 +64,26 @@ def fingerprint(out: dict, prefix: str, module, kind: str, values) -> None:
         out[f"{prefix}_proj/{kind}.{ours}"] = projections(f"{kind}.{ours}", v)
 
 
-def run(out: dict) -> None:
+def run(out: dict, dtype=np.float32) -> None:
+    """NVIDIA's loop for SETTINGS['iterations'] iterations, recorded into ``out``."""
+    s = SETTINGS
+    G, D = networks()
+    if dtype == np.float64:
+        G, D = G.double(), D.double()
+        single = torch.float32
+        torch.float32 = torch.float64  # the name NVIDIA's networks cast activations to (see the docstring)
+    try:
+        _iterate(out, G, D, dtype)
+    finally:
+        if dtype == np.float64:
+            torch.float32 = single
+
+
+def _iterate(out: dict, G, D, dtype) -> None:
     from torch_utils import misc
     from training.loss import StyleGAN2Loss
 
     s = SETTINGS
-    G, D = networks()
     G_ema = copy.deepcopy(G).eval()
     init = {k: {n: p.detach().clone() for n, p in m.named_parameters()} for k, m in (("G", G), ("D", D))}
     loss = StyleGAN2Loss("cpu", G.mapping, G.synthesis, D, augment_pipe=None, style_mixing_prob=0.0,
@@ -76,7 +96,7 @@ def run(out: dict) -> None:
     phases = [phases[0], phases[1], phases[2], phases[3]]  # Gmain, Greg, Dmain, Dreg: the loop's order
     c = torch.zeros(s["batch"], 0)
     for it in range(s["iterations"]):
-        real, zs, tape = real_batch(it), phase_latents(it), Tape(it)
+        real, zs, tape = real_batch(it, dtype), phase_latents(it, dtype), Tape(it, dtype)
         for index, (name, kind, module, opt, interval) in enumerate(phases):
             if it % interval:
                 continue
@@ -109,13 +129,17 @@ def run(out: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", default=str(ROOT / "tests" / "data" / "stylegan2_replay.npz"))
+    parser.add_argument("--out", help="default tests/data/stylegan2_replay.npz (_f64 with --float64)")
+    parser.add_argument("--float64", action="store_true", help="the replay in double precision")
     args = parser.parse_args()
+    args.out = args.out or str(ROOT / "tests" / "data" / f"stylegan2_replay{'_f64' if args.float64 else ''}.npz")
     if nvidia_checkout(__file__) is None:
         raise SystemExit(2)
     torch.set_num_threads(1)
-    out: dict = {"settings": np.array(repr(SETTINGS))}
-    run(out)
+    if args.float64:
+        torch.set_default_dtype(torch.float64)
+    out: dict = {"settings": np.array(repr(SETTINGS)), "dtype": np.array("float64" if args.float64 else "float32")}
+    run(out, np.float64 if args.float64 else np.float32)
     np.savez_compressed(args.out, **out)
     pl = [round(float(out[f"it{i}_pl_mean"]), 5) for i in range(SETTINGS["iterations"])]
     print(f"wrote {args.out}: {len(out)} arrays; pl_mean {pl}")

@@ -103,7 +103,7 @@ def import_state_dict(reference: dict[str, torch.Tensor], module: torch.nn.Modul
     for name, tensor in reference.items():
         target = to_ours(name, kind, res)
         if target is None:
-            if tensor.shape != (4, 4) or not torch.allclose(tensor.float(), reference_filter(), atol=1e-6):
+            if tensor.shape != (4, 4) or not torch.allclose(tensor.double(), reference_filter().double(), atol=1e-6):
                 problems.append(f"{name}: not the [1, 3, 3, 1] filter")
         elif target not in ours:
             problems.append(f"{name}: left over (no {target} in our {kind})")

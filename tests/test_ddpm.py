@@ -154,6 +154,7 @@ def test_two_processes_hold_identical_parameters(flat_shard, tmp_path):
     assert len(ranks) == 2 and ranks[0].read_text() == ranks[1].read_text()
     summary = json.loads((tmp_path / "c" / "train_summary.json").read_text())
     assert summary["num_processes"] == 2 and summary["effective_batch"] == 2 * summary["per_process_batch"] == 8
+    assert "split across processes" in summary["random_streams"]
 
 
 def test_the_number_of_processes_does_not_change_training(flat_shard, tmp_path):

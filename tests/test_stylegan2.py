@@ -252,3 +252,15 @@ def test_two_processes_hold_identical_parameters(two_colour_shard, tmp_path):
     assert len(ranks) == 2 and ranks[0].read_text() == ranks[1].read_text()
     summary = json.loads((tmp_path / "c" / "train_summary.json").read_text())
     assert summary["num_processes"] == 2 and summary["effective_batch"] == 8
+    assert "seed * 1000 + process index (0..1)" in summary["random_streams"]  # issue 23 item 3: recorded
+
+
+def test_the_global_batch_splits_evenly_across_processes():
+    """As the reference (batch % GPUs == 0): kimg, the EMA half-life and ADA count the images trained on."""
+    from skingen.errors import UserError
+    from skingen.generators.stylegan2.train import per_process_batch
+
+    assert per_process_batch(32, 8) == 4 and per_process_batch(4, 1) == 4
+    for batch, n in ((30, 4), (4, 4)):
+        with pytest.raises(UserError, match=f"batch_size = {batch} does not split"):
+            per_process_batch(batch, n)

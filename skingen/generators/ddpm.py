@@ -224,6 +224,8 @@ def _summary(acc, unet, ema, data: TrainImages, out: Path, cfg: DDPMConfig, p: P
                "mixed_precision_used": acc.mixed_precision, "dtype": cfg.dtype,
                "num_processes": acc.num_processes, "per_process_batch": per_process,
                "effective_batch": micro_size(cfg) * cfg.grad_accum,
+               "random_streams": "each global micro-batch's images, flips, noise and timesteps from (seed, micro-batch "
+                                 "index), split across processes: the same on any number of them",
                "epochs_seen": round(p.batch * micro_size(cfg) / max(1, len(data)), 3),
                "train_images": len(data), "train_image_ids_sha256": data.ids_sha256(), "train_shard": data.source,
                "final_loss": p.curves[-1]["loss"] if p.curves else None}

@@ -172,7 +172,7 @@ class Run:
 
     @property
     def per_process(self) -> int:
-        return max(2, self.cfg.batch_size // self.acc.num_processes)
+        return per_process_batch(self.cfg.batch_size, self.acc.num_processes)
 
     def state_dict(self) -> dict:
         """Everything needed to continue exactly."""
@@ -307,12 +307,24 @@ def _snapshot(run: Run, out: Path) -> None:
         write_csv(out / "curves.csv", CURVE_COLUMNS, run.curves)
 
 
+def per_process_batch(batch_size: int, processes: int) -> int:
+    """Images per process: the global batch split evenly, as the reference requires (batch % GPUs == 0), so that
+    the counters kept in images (kimg, EMA half-life, ADA's adjustment) count the images actually trained on."""
+    if batch_size % processes or batch_size // processes < 2:
+        raise UserError(f"[stylegan2_ada] batch_size = {batch_size} does not split into at least 2 images on each of "
+                        f"{processes} processes; set a multiple of {processes} (>= {2 * processes})")
+    return batch_size // processes
+
+
 def _summary(run: Run, out: Path, seconds: float) -> dict:
     write_rank_digest(run.G, out, run.acc.process_index)
     summary = {"config": asdict(run.cfg), "network": asdict(run.net_cfg), "steps": run.step,
                "kimg": run.step * run.cfg.batch_size / 1000, "seconds_this_process": round(seconds, 2),
                "num_processes": run.acc.num_processes, "per_process_batch": run.per_process,
                "effective_batch": run.per_process * run.acc.num_processes, "r1_gamma": run.gamma,
+               "random_streams": f"latents, mixing, noise, augmentation: seed * 1000 + process index "
+                                 f"(0..{run.acc.num_processes - 1}); real images: one seeded walk, every "
+                                 f"{run.acc.num_processes}-th image per process",
                "reduced_precision_blocks": run.reduced_blocks, "reduced_precision_dtype": run.precision_used,
                "ada_p": float(run.augment.p), "train_images": len(run.data),
                "train_image_ids_sha256": run.data.ids_sha256(), "train_shard": run.data.source,

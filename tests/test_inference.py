@@ -324,3 +324,50 @@ def test_an_undefined_cell_or_pair_makes_the_replicate_undefined_not_shifted():
                   np.zeros((2, 3, 3)))
     mean = pairs.mean()
     assert mean.image[0] == pytest.approx(0.3) and np.isnan(mean.image[2])
+
+
+def test_a_seed_effect_shared_by_the_pairs_keeps_its_share_in_their_mean():
+    """Issue 24 item 1: 12 pairs share one seed effect (sd 1 per seed label) and each has its own image-level
+    noise (sd 1): one pair's label spread is half seed effect, their mean's is 12/13 seed effect; the mean's
+    interval must carry the latter, not the share pooled over pairs."""
+    from skingen.report.components import Parts, label_shares
+    from skingen.report.effects import contrast_shares
+
+    rng = np.random.default_rng(0)
+    replicates = 4000
+    shared = rng.standard_normal(replicates)
+    noise = rng.standard_normal((12, replicates))
+    hier = np.zeros((2, 12, replicates + 1))
+    hier[0, :, 1:] = shared + noise
+    noises = np.zeros_like(hier)
+    noises[0, :, 1:] = noise
+    diffs = Parts(np.zeros((12, replicates + 1)), hier, noises)
+    pooled, own = label_shares(diffs)[0], label_shares(diffs.mean())[0]
+    assert pooled == pytest.approx(0.5, abs=0.03) and own == pytest.approx(12 / 13, abs=0.02)
+    assert contrast_shares(diffs)[0] == own
+    own_effects = hier.copy()
+    own_effects[0, :, 1:] = rng.standard_normal((12, replicates)) + noise  # seed effects not shared by the pairs
+    alone = Parts(diffs.image, own_effects, noises)
+    assert contrast_shares(alone)[0] == pytest.approx(0.5, abs=0.05)  # the mean's share is one pair's
+
+
+def test_the_image_part_counts_the_degrees_of_freedom_of_its_class_strata():
+    """Issue 24 item 4: a class-averaged metric's test-set variance rests on each class's few clusters; at 55 test
+    images it is known to ~12 degrees of freedom, not infinitely many, and the interval widens by t/z there."""
+    from scipy.stats import t as t_dist
+
+    from skingen.report.components import small_sample_factor
+    from skingen.report.joint import stratum_df
+
+    equal = np.array([10, 10, 10])  # equal shares: the df add up, 3 x 9
+    assert stratum_df(equal) == pytest.approx(27.0)
+    assert stratum_df(np.array([21, 8, 5, 4, 1])) == pytest.approx(11.7, abs=0.1)  # a 55-image test set
+    assert stratum_df(np.array([186, 76, 41, 39, 12])) == pytest.approx(34.6, abs=0.1)  # 500 images
+    assert stratum_df(np.array([1, 0])) == float("inf")
+    assert small_sample_factor(1.0, (0.0, 0.0), (2, 0), image_df=12.0) == pytest.approx(
+        t_dist.ppf(0.975, 12) / 1.959963984540054)
+    assert small_sample_factor(1.0, (0.0, 0.0), (2, 0)) == 1.0  # no stratum information: the image part is exact
+    # a seed part with 2 df and an image part with 12: Satterthwaite between them
+    both = small_sample_factor(1.0, (1.0, 0.0), (2, 0), image_df=12.0)
+    df = 4.0 / (1 / 2 + 1 / 12)
+    assert both == pytest.approx(t_dist.ppf(0.975, df) / 1.959963984540054)

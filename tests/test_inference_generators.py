@@ -107,3 +107,4 @@ def test_single_instances_of_three_generators_are_never_resolved():
     assert len(family) == 2 * 2 * 4 and all(e["status"] == "single instance" for e in family)
     for text in verdicts(effects, jb):
         assert "Resolved" not in text and "generator comparison is insufficient" in text
+

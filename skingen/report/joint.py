@@ -87,6 +87,7 @@ class JointBootstrap:
     cell_values: dict[str, np.ndarray] = field(default_factory=dict)  # metric -> (K, 1 + B), test resampling only
     target_name: str = "MEL"  # the class the one-vs-rest ('mel_*') metrics score
     image_inflation: float = 1.0  # see stratum_inflation
+    image_df: float = np.inf  # see stratum_df
     small_strata: dict = field(default_factory=dict)  # class -> test clusters, for classes with fewer than 5
     unit_group: dict = field(default_factory=dict)  # unit -> its (pipeline, generator) instance group, if synthetic
     _values: dict = field(default_factory=dict, repr=False)
@@ -108,7 +109,8 @@ class JointBootstrap:
         if not self._values:
             for m, p in self.parts.items():
                 shares = label_shares(p)
-                rows = np.stack([combine(p.row(i), self.levels([u]), shares, BOUNDS.get(m, (0.0, 1.0)), self.image_inflation)
+                rows = np.stack([combine(p.row(i), self.levels([u]), shares, BOUNDS.get(m, (0.0, 1.0)), self.image_inflation,
+                                         image_df=self.image_df)
                                  for i, u in enumerate(self.units)]) if self.units else np.zeros((0, self.n_boot + 1))
                 self._values[m] = np.exp(rows) if m in LOG_POOLED else rows
         return self._values
@@ -152,6 +154,18 @@ def stratum_inflation(sizes: np.ndarray) -> float:
     500 images)."""
     m = int(sizes.min())
     return float(np.sqrt(m / (m - 1))) if m > 1 else 1.0
+
+
+def stratum_df(sizes: np.ndarray) -> float:
+    """Degrees of freedom of the image-level variance of a class-averaged metric (Welch-Satterthwaite over the
+    class strata): class c's share of the variance taken as 1/m_c (its F1 or recall rests on its m_c test
+    clusters), each share known to m_c - 1 degrees of freedom; strata of one cluster add no estimable variance
+    (the report cautions about them). ~35 at 500 test images, ~12 at 55; infinite without two such strata."""
+    m = sizes[sizes > 1].astype(float)
+    if len(m) == 0:
+        return float("inf")
+    share = 1.0 / m
+    return float(share.sum() ** 2 / (share ** 2 / (m - 1)).sum())
 
 
 SMALL_STRATUM = 5
@@ -229,4 +243,4 @@ def run_joint_bootstrap(study: StudyScores, n_boot: int = 2000, seed: int = 0, p
                           {u: len(s) for u, s in n_inst.items()}, n_boot, seed, len(study.y),
                           int(study.cluster.max()) + 1, cell_values,
                           study.class_names[study.target] if study.class_names else "MEL",
-                          stratum_inflation(sizes), small_strata(sizes, study.class_names), group)
+                          stratum_inflation(sizes), stratum_df(sizes), small_strata(sizes, study.class_names), group)

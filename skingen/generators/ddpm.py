@@ -103,7 +103,9 @@ def _setup(train_shard: Path, out: Path, cfg: DDPMConfig):
     data = TrainImages(train_shard, cfg.classes, cfg.resolution)
     n_class = len(data.class_names) if cfg.conditional else None
     unet = (load_unet(cfg.init_from, cfg.resolution, n_class) if cfg.init_from
-            else build_unet(cfg.resolution, cfg.channels or None, cfg.layers_per_block, n_class)).to(train_dtype(cfg))
+            else build_unet(cfg.resolution, cfg.channels or None, cfg.layers_per_block, n_class))
+    if cfg.dtype == "float64":
+        unet = unet.to(torch.float64)
     acc = Accelerator(mixed_precision=precision_used(cfg), gradient_accumulation_steps=cfg.grad_accum,
                       cpu=not torch.cuda.is_available())
     opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, betas=(0.95, 0.999), weight_decay=cfg.weight_decay)

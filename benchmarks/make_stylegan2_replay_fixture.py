@@ -66,7 +66,6 @@ def fingerprint(out: dict, prefix: str, module, kind: str, values) -> None:
 
 def run(out: dict, dtype=np.float32) -> None:
     """NVIDIA's loop for SETTINGS['iterations'] iterations, recorded into ``out``."""
-    s = SETTINGS
     G, D = networks()
     if dtype == np.float64:
         G, D = G.double(), D.double()

@@ -1,17 +1,14 @@
 """Classifiers: five timm models through one loop, arms build what they claim, resume equals continuous."""
 from __future__ import annotations
 
-import json
 import os
 import signal
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
 
-from builders import REPO, read_rows
+from builders import read_rows
 from skingen.classify.arms import ArmConfig, build_arm
 from skingen.classify.loop import Preempted, StopFlag, epoch_batches
 from skingen.classify.models import MODELS, create_model

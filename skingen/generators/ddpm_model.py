@@ -3,7 +3,6 @@ loading real weights for fine-tuning, and parameter counts."""
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from ..errors import UserError
 from ..metrics.extractors import asset_path

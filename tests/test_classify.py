@@ -139,6 +139,8 @@ def test_epoch_batches_are_seeded_and_sharded():
     assert len(three[0]) == len(three[1]) == 3 and sorted(np.concatenate(three[0] + three[1])) == sorted(
         np.concatenate(a[:3]))
     assert epoch_batches(10, 3, 1, 0, start=2)[0].tolist() == a[2].tolist()
+    with pytest.raises(UserError, match="batch_size = 2 is smaller than the 3 processes"):
+        epoch_batches(10, 2, 1, 0, rank=2, world=3)  # a process would get empty batches and hang the others
 
 
 def test_classify_cli(cli, phantom_shards, tmp_path):

@@ -129,6 +129,8 @@ def test_one_and_two_processes_train_the_same_classifier(phantom_shards, tmp_pat
         return float(whole / torch.cat([u.flatten() for u in update.values()]).norm()), max(per)
 
     print("1 vs 2 processes (whole update, worst tensor):", apart("two"), "without global BatchNorm:", apart("local"))
+    losses = {name: [float(r["train_loss"]) for r in read_rows(tmp_path / name / "curves.csv")] for name in ("one", "two")}
+    assert losses["one"] == pytest.approx(losses["two"], rel=1e-4)  # the logged loss is the global batch's
     assert apart("two")[0] <= 1e-4 and apart("two")[1] <= 1e-3
     assert apart("local")[0] > 1e-2
 

@@ -170,7 +170,7 @@ def test_the_number_of_processes_does_not_change_training(flat_shard, tmp_path):
     cfg.write_text('[ddpm]\nresolution = 16\nchannels = [32, 64]\nlayers_per_block = 1\nbatch_size = 7\n'
                    'checkpoint_every = 0\ngrid_images = 0\nepochs = 1\nwarmup_steps = 2\nlog_every = 1\n'
                    'dtype = "float64"\n')
-    lrs, params = {}, {}
+    lrs, params, losses = {}, {}, {}
     for n in (1, 2):
         out = tmp_path / f"p{n}"
         proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(n),
@@ -178,8 +178,10 @@ def test_the_number_of_processes_does_not_change_training(flat_shard, tmp_path):
                                "--config", str(cfg)], capture_output=True, text=True, cwd=REPO, timeout=300)
         assert proc.returncode == 0, proc.stderr[-3000:]
         lrs[n] = [float(r["lr"]) for r in read_rows(out / "curves.csv")]
+        losses[n] = [float(r["loss"]) for r in read_rows(out / "curves.csv")]
         params[n] = load_file(out / "state" / "model.safetensors")
     assert len(lrs[1]) == 6 and lrs[1] == lrs[2], lrs  # 36 MEL images in batches of 7: 6 steps
+    assert losses[1] == pytest.approx(losses[2], abs=2e-6)  # the logged loss is the global batch's (6 decimals)
     assert lrs[1][1] == max(lrs[1]) and lrs[1][0] == pytest.approx(lrs[1][1] / 2)  # 2 warm-up steps
     assert lrs[1][-1] == pytest.approx(0.0, abs=1e-12) and lrs[1][2:] == sorted(lrs[1][2:], reverse=True)
     from accelerate.utils import set_seed

@@ -152,6 +152,7 @@ class ArmDataset(torch.utils.data.Dataset):
         src, i, strong = self.arm.entries[k]
         image = torch.from_numpy(self.readers[src].image(i)).permute(2, 0, 1)
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(np.random.SeedSequence([self.seed, self.epoch, k]).generate_state(1)[0]))
+            # the CPU generator only (the one the transforms draw from); torch.manual_seed would reseed CUDA's too
+            torch.default_generator.manual_seed(int(np.random.SeedSequence([self.seed, self.epoch, k]).generate_state(1)[0]))
             image = (self.strong if strong else self.transform)(image)
         return image, int(self.arm.labels[k])

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from ..atomic import write_json
+from ..errors import UserError
 
 
 class Preempted(Exception):
@@ -68,6 +69,9 @@ def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int = 0,
     into global batches of ``batch_size``, each dealt round-robin to the ``world`` processes, so that batch k of
     all processes together is batch k of one process whatever their number. A last batch with fewer images
     than processes is dropped (with several processes only: at most world - 1 images an epoch)."""
+    if batch_size < world:
+        raise UserError(f"[train] batch_size = {batch_size} is smaller than the {world} processes: each global batch "
+                        f"is dealt across them, one image each at least; set batch_size >= {world}")
     order = np.random.default_rng([seed, epoch]).permutation(n)
     batches = [order[i:i + batch_size] for i in range(0, n, batch_size)]
     if world > 1 and batches and len(batches[-1]) < world:

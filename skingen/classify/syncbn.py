@@ -41,9 +41,9 @@ def _world() -> int:
 
 def _global_norm(bn: torch.nn.modules.batchnorm._BatchNorm, x: torch.Tensor) -> torch.Tensor:
     """Normalise (N, C, ...) ``x`` by the mean and biased variance over every process's batch (two passes, in
-    float32) and update the running statistics as BatchNorm does (unbiased variance of the global batch)."""
+    float32 at least) and update the running statistics as BatchNorm does (unbiased variance of the global batch)."""
     dims = [0, *range(2, x.dim())]
-    x32 = x.float()
+    x32 = x if x.dtype in (torch.float32, torch.float64) else x.float()
     count = x32.new_tensor([x.numel() / x.shape[1]])
     summed = all_reduce(torch.cat([x32.sum(dims), count]))
     n = summed[-1]

@@ -162,7 +162,8 @@ def _train_epoch(run: Run, stop: StopFlag, stop_after_steps: int | None) -> floa
             acc.backward(loss)
             run.optimizer.step()
             run.optimizer.zero_grad()
-        p.epoch_loss_sum += float(loss.detach())
+        # each process's loss is its share of the global batch's, scaled by the process count: their mean is it
+        p.epoch_loss_sum += float(acc.reduce(loss.detach(), "mean") if acc.num_processes > 1 else loss.detach())
         p.batch += 1
         p.step += 1
         if stop.requested or (stop_after_steps is not None and p.step >= stop_after_steps):

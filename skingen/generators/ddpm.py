@@ -164,6 +164,8 @@ def _step(acc, unet, opt, lr_sched, noise, data: TrainImages, cfg: DDPMConfig, m
         if acc.sync_gradients:  # one schedule step per optimiser step, whatever the processes and accumulation
             lr_sched.step()
         opt.zero_grad()
+    if acc.num_processes > 1:  # the global batch's loss (a process's own share may be a stand-in at weight 0)
+        return float(acc.reduce(loss.detach() * weight, "mean"))
     return float(loss.detach())
 
 

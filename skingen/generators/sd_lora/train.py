@@ -153,6 +153,8 @@ class Trainer:
             if acc.sync_gradients and not acc.optimizer_step_was_skipped:  # fp16: no step, no schedule step
                 self.lr_sched.step()
             self.opt.zero_grad()
+        if acc.num_processes > 1:  # the global batch's loss (a process's own share may be a stand-in at weight 0)
+            return float(acc.reduce(loss.detach() * weight, "mean"))
         return float(loss.detach())
 
     def save(self) -> None:

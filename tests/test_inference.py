@@ -357,13 +357,14 @@ def test_the_image_part_counts_the_degrees_of_freedom_of_its_class_strata():
     from scipy.stats import t as t_dist
 
     from skingen.report.components import small_sample_factor
-    from skingen.report.joint import stratum_df
+    from skingen.report.joint import stratum_df, target_df
 
     equal = np.array([10, 10, 10])  # equal shares: the df add up, 3 x 9
     assert stratum_df(equal) == pytest.approx(27.0)
     assert stratum_df(np.array([21, 8, 5, 4, 1])) == pytest.approx(11.7, abs=0.1)  # a 55-image test set
     assert stratum_df(np.array([186, 76, 41, 39, 12])) == pytest.approx(34.6, abs=0.1)  # 500 images
     assert stratum_df(np.array([1, 0])) == float("inf")
+    assert target_df(np.array([21, 8, 5, 4, 1]), 3) == pytest.approx(3.7, abs=0.1)  # 4 melanoma clusters of 39
     assert small_sample_factor(1.0, (0.0, 0.0), (2, 0), image_df=12.0) == pytest.approx(
         t_dist.ppf(0.975, 12) / 1.959963984540054)
     assert small_sample_factor(1.0, (0.0, 0.0), (2, 0)) == 1.0  # no stratum information: the image part is exact

@@ -64,7 +64,7 @@ def contrast(jb: JointBootstrap, metric: str, pairs: list[tuple[tuple, tuple]],
     if shares is None:
         shares = contrast_shares(diffs) if across else label_shares(diffs)
     return combine(diffs.mean(), jb.levels([u for pair in pairs for u in pair]), shares,
-                   image_inflation=jb.image_inflation, level=level, image_df=jb.image_df)
+                   image_inflation=jb.image_inflation, level=level, image_df=jb.df_of(metric))
 
 
 def resampled(jb: JointBootstrap, units: list[tuple]) -> str:

@@ -87,10 +87,16 @@ class JointBootstrap:
     cell_values: dict[str, np.ndarray] = field(default_factory=dict)  # metric -> (K, 1 + B), test resampling only
     target_name: str = "MEL"  # the class the one-vs-rest ('mel_*') metrics score
     image_inflation: float = 1.0  # see stratum_inflation
-    image_df: float = np.inf  # see stratum_df
+    image_df: float = np.inf  # see stratum_df: of the class-averaged metrics
+    target_df: float = np.inf  # the same over {target class, the rest}: of the one-vs-rest ('mel_*') metrics
     small_strata: dict = field(default_factory=dict)  # class -> test clusters, for classes with fewer than 5
     unit_group: dict = field(default_factory=dict)  # unit -> its (pipeline, generator) instance group, if synthetic
     _values: dict = field(default_factory=dict, repr=False)
+
+    def df_of(self, metric: str) -> float:
+        """The image part's degrees of freedom for ``metric``: a one-vs-rest ('mel_*') metric rests mostly on the
+        target class's few clusters, a class-averaged one on every class's."""
+        return self.target_df if metric.startswith("mel_") else self.image_df
 
     def unit_index(self) -> dict[tuple, int]:
         """unit -> row."""
@@ -110,7 +116,7 @@ class JointBootstrap:
             for m, p in self.parts.items():
                 shares = label_shares(p)
                 rows = np.stack([combine(p.row(i), self.levels([u]), shares, BOUNDS.get(m, (0.0, 1.0)), self.image_inflation,
-                                         image_df=self.image_df)
+                                         image_df=self.df_of(m))
                                  for i, u in enumerate(self.units)]) if self.units else np.zeros((0, self.n_boot + 1))
                 self._values[m] = np.exp(rows) if m in LOG_POOLED else rows
         return self._values
@@ -166,6 +172,13 @@ def stratum_df(sizes: np.ndarray) -> float:
         return float("inf")
     share = 1.0 / m
     return float(share.sum() ** 2 / (share ** 2 / (m - 1)).sum())
+
+
+def target_df(sizes: np.ndarray, target: int) -> float:
+    """:func:`stratum_df` over two strata, the target class and the rest (the one-vs-rest metrics' view)."""
+    if target >= len(sizes):
+        return float("inf")
+    return stratum_df(np.array([sizes[target], sizes.sum() - sizes[target]]))
 
 
 SMALL_STRATUM = 5
@@ -243,4 +256,5 @@ def run_joint_bootstrap(study: StudyScores, n_boot: int = 2000, seed: int = 0, p
                           {u: len(s) for u, s in n_inst.items()}, n_boot, seed, len(study.y),
                           int(study.cluster.max()) + 1, cell_values,
                           study.class_names[study.target] if study.class_names else "MEL",
-                          stratum_inflation(sizes), stratum_df(sizes), small_strata(sizes, study.class_names), group)
+                          stratum_inflation(sizes), stratum_df(sizes), target_df(sizes, study.target),
+                          small_strata(sizes, study.class_names), group)

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from builders import REPO, study_variant
 from skingen.grid.lock import LOCK_NAME, _zombie
@@ -86,10 +87,14 @@ def test_dry_run_check_and_status_write_nothing(tmp_path, cli):
     assert _hash_tree(out) == before
 
 
-def _start_driver(study: Path, out: Path) -> subprocess.Popen:
+def _start_driver(study: Path, out: Path, background: bool = False) -> subprocess.Popen:
+    """``skingen run`` as its own session; ``background``: with SIGINT ignored, as ``nohup skingen run ... &``
+    from a script leaves it (and every process it starts)."""
     env = {**os.environ, "PYTHONPATH": str(REPO / "tests")}
+    ignore = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if background else None
     return subprocess.Popen([*SKINGEN, "run", str(study), "--executor", "local", "--out", str(out)], cwd=REPO,
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                            preexec_fn=ignore)
 
 
 def _running_training(out: Path):
@@ -165,11 +170,14 @@ def test_old_config_folders_are_listed_apart_from_damage_and_cleaned_on_request(
     assert not old.exists() and "old config:" not in cli("status", out).out
 
 
-def test_sigterm_to_a_local_driver_stops_its_workers(tmp_path):
-    # 300 epochs: a cell cannot finish between being found mid-run and its stop (40 did once on a loaded 2-core CI)
+@pytest.mark.parametrize("background", [False, True], ids=["foreground", "sigint-ignored"])
+def test_sigterm_to_a_local_driver_stops_its_workers(tmp_path, background):
+    """Also when the driver was started in the background (SIGINT ignored, inherited by submitit's controller,
+    which then ignores the SIGINT it is cancelled with): the driver ends its workers itself."""
+    # 300 epochs: were the worker left running, it could not finish before the checks below
     replace = {"epochs = 1": "epochs = 300", 'arms = ["real", "oversample"]': 'arms = ["real"]'}
     study, out = study_variant(tmp_path, replace=replace), tmp_path / "r"
-    driver = _start_driver(study, out)
+    driver = _start_driver(study, out, background)
     cell, info = _wait(lambda: _running_training(out), 300, "a training cell to be mid-run")
     os.kill(driver.pid, signal.SIGTERM)
     assert driver.wait(timeout=60) != 0
@@ -179,8 +187,6 @@ def test_sigterm_to_a_local_driver_stops_its_workers(tmp_path):
 
 
 def test_help_lists_the_stages_and_the_asset_names(cli, capsys):
-    import pytest
-
     from skingen.assets import ASSETS
     from skingen.grid.plan import STAGES
 

@@ -18,9 +18,10 @@ import submitit
 
 from ..atomic import write_json
 from .jobs import CellJob
+from .lock import end_local_worker
 from .plan import STAGES, Cell
 from .profile import Profile, slurm_parameters, tasks_per_node
-from .store import cell_state
+from .store import cell_state, marker
 
 log = logging.getLogger(__name__)
 Work = tuple[Cell, dict[str, str]]  # a cell and its input folders
@@ -154,11 +155,17 @@ class SubmititBackend:
         self._fill()
         return out
 
-    def cancel(self) -> None:
-        """Cancel local jobs (they would outlive us otherwise); SLURM jobs keep running on the cluster."""
+    def cancel(self, grace: float = 30.0) -> None:
+        """Cancel local jobs (they would outlive us otherwise); SLURM jobs keep running on the cluster.
+
+        submitit cancels a local job with SIGINT to its controller, which a process started in the background
+        (``nohup skingen run ... &``) inherits as ignored; so each worker that has marked its cell RUNNING is
+        also ended directly -- SIGTERM (a training cell saves its state), SIGKILL after ``grace`` seconds."""
         if self.kind == "local":
-            for _, job in self.running:
+            for cell, job in self.running:
                 job.cancel(check=False)
+                if end_local_worker(marker(cell.folder(self.root) / "RUNNING"), grace):
+                    log.info("%s: ended its worker", cell.name)
 
 
 def make_backend(kind: str, root: Path, profile: Profile, max_parallel: int, poll: float):

@@ -118,6 +118,16 @@ def _end_process(pid: int, grace: float) -> None:
             time.sleep(0.2)
 
 
+def end_local_worker(info: dict, grace: float) -> bool:
+    """End the worker a RUNNING marker's ``info`` names, when it is alive on this host (the same process, not a
+    reused pid): its submitit controller first, then SIGTERM (a training cell saves its state), SIGKILL after
+    ``grace`` seconds. True if there was one to end."""
+    if not _alive_here(info):
+        return False
+    _end_process(int(info["pid"]), grace)
+    return True
+
+
 def _zombie(pid: int) -> bool:
     stat = process_stat(pid)
     return stat is None or stat[0] == "Z"
@@ -150,7 +160,7 @@ def reclaim_running(cells: list[Cell], root: Path, grace: float = 60.0, poll: fl
         elif _alive_here(info):
             log.warning("%s: worker pid %s outlived its driver; ending it (SIGTERM: training cells save their "
                         "state and resume)", name, info["pid"])
-            _end_process(int(info["pid"]), grace)
+            end_local_worker(info, grace)
             lines.append(f"{name}: ended orphaned worker pid {info['pid']}")
         else:
             lines.append(f"{name}: its worker is gone; retried")

@@ -79,6 +79,13 @@ def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int = 0,
     return [b[rank::world] for b in batches][start:]
 
 
+def mean_over_processes(accelerator, loss: torch.Tensor) -> float:
+    """``loss`` averaged over the processes (each holding its share of the global batch's loss, scaled so that
+    their mean is the global batch's): what a curve logs, whatever the number of processes."""
+    loss = loss.detach()
+    return float(accelerator.reduce(loss, "mean") if accelerator.num_processes > 1 else loss)
+
+
 def loader(dataset, batches: list[np.ndarray], num_workers: int, seed: int = 0) -> torch.utils.data.DataLoader:
     """A DataLoader over explicit batches; workers start from a fork server (no inherited locks).
 

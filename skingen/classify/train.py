@@ -25,7 +25,7 @@ from ..metrics.diagnostic import all_metrics
 from ..metrics.predictions import write_predictions
 from ..progress import progress
 from .arms import ArmConfig, ArmDataset, build_arm
-from .loop import Preempted, Progress, StopFlag, epoch_batches, loader, predict
+from .loop import Preempted, Progress, StopFlag, epoch_batches, loader, mean_over_processes, predict
 from .models import create_model
 from .syncbn import batchnorm_kind, convert_sync_batchnorm
 from .transforms import eval_transform, gta_transform, train_transform
@@ -162,8 +162,7 @@ def _train_epoch(run: Run, stop: StopFlag, stop_after_steps: int | None) -> floa
             acc.backward(loss)
             run.optimizer.step()
             run.optimizer.zero_grad()
-        # each process's loss is its share of the global batch's, scaled by the process count: their mean is it
-        p.epoch_loss_sum += float(acc.reduce(loss.detach(), "mean") if acc.num_processes > 1 else loss.detach())
+        p.epoch_loss_sum += mean_over_processes(acc, loss)
         p.batch += 1
         p.step += 1
         if stop.requested or (stop_after_steps is not None and p.step >= stop_after_steps):

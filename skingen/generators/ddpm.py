@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ..atomic import write_csv, write_json
-from ..classify.loop import Preempted, Progress, StopFlag
+from ..classify.loop import Preempted, Progress, StopFlag, mean_over_processes
 from ..progress import progress
 from .common import write_rank_digest
 from .ddpm_data import TrainImages, micro_batch, process_share
@@ -104,8 +104,8 @@ def _setup(train_shard: Path, out: Path, cfg: DDPMConfig):
     n_class = len(data.class_names) if cfg.conditional else None
     unet = (load_unet(cfg.init_from, cfg.resolution, n_class) if cfg.init_from
             else build_unet(cfg.resolution, cfg.channels or None, cfg.layers_per_block, n_class))
-    if cfg.dtype == "float64":
-        unet = unet.to(torch.float64)
+    if train_dtype(cfg) != torch.float32:
+        unet = unet.to(train_dtype(cfg))
     acc = Accelerator(mixed_precision=precision_used(cfg), gradient_accumulation_steps=cfg.grad_accum,
                       cpu=not torch.cuda.is_available())
     opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, betas=(0.95, 0.999), weight_decay=cfg.weight_decay)
@@ -164,9 +164,7 @@ def _step(acc, unet, opt, lr_sched, noise, data: TrainImages, cfg: DDPMConfig, m
         if acc.sync_gradients:  # one schedule step per optimiser step, whatever the processes and accumulation
             lr_sched.step()
         opt.zero_grad()
-    if acc.num_processes > 1:  # the global batch's loss (a process's own share may be a stand-in at weight 0)
-        return float(acc.reduce(loss.detach() * weight, "mean"))
-    return float(loss.detach())
+    return mean_over_processes(acc, loss * weight)  # a share may be a stand-in image at weight 0
 
 
 def train_ddpm(train_shard: str | os.PathLike, out: str | os.PathLike, cfg: DDPMConfig,
@@ -211,7 +209,8 @@ def _snapshot(acc, unet, ema, noise, out: Path, cfg: DDPMConfig, step: int, curv
 
     ema_unet = copy.deepcopy(acc.unwrap_model(unet)).to("cpu")
     ema.copy_to(ema_unet.parameters())
-    ema_unet.to(torch.float32)  # a float64 exactness run still snapshots the network samplers load
+    if train_dtype(cfg) != torch.float32:
+        ema_unet.to(torch.float32)  # a float64 exactness run still snapshots the network samplers load
     DDPMPipeline(unet=ema_unet, scheduler=noise).save_pretrained(str(out / "pipeline"))
     write_json(out / "pipeline" / "snapshot.json", {"step": step, "ema": True, "ema_decay": cfg.ema_decay,
                                                      "config": asdict(cfg), "class_names": list(class_names)})

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ...atomic import write_csv, write_json
-from ...classify.loop import Preempted, Progress, StopFlag
+from ...classify.loop import Preempted, Progress, StopFlag, mean_over_processes
 from ...progress import progress
 from ..common import write_rank_digest
 from ..ddpm_data import micro_batch, process_share
@@ -153,9 +153,7 @@ class Trainer:
             if acc.sync_gradients and not acc.optimizer_step_was_skipped:  # fp16: no step, no schedule step
                 self.lr_sched.step()
             self.opt.zero_grad()
-        if acc.num_processes > 1:  # the global batch's loss (a process's own share may be a stand-in at weight 0)
-            return float(acc.reduce(loss.detach() * weight, "mean"))
-        return float(loss.detach())
+        return mean_over_processes(acc, loss * weight)  # a share may be a stand-in image at weight 0
 
     def save(self) -> None:
         """Training state (LoRA, optimiser, schedule) and progress, by the main process."""
